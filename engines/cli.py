@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("verify", "compare an engine with torch eager (coming)"),
     ):
         p = sub.add_parser(name, help=text, description=f"Not available yet: {_ENGINES_SOON}.")
-        p.set_defaults(handler=coming_soon(_ENGINES_SOON))
+        p.set_defaults(handler=coming_soon(_ENGINES_SOON), ignore_extra=True)
     return parser
 
 

@@ -21,7 +21,11 @@ EXIT_USER_ERROR = 2
 
 
 def coming_soon(feature: str) -> Callable[[argparse.Namespace], int]:
-    """Handler for a subcommand whose feature lands with a later piece of work."""
+    """Handler for a subcommand whose feature lands with a later piece of work.
+
+    Register it with ``set_defaults(handler=coming_soon(...), ignore_extra=True)`` so that the
+    future command line (``realtime run --camera 0``) reaches the message instead of a usage error.
+    """
 
     def handler(_: argparse.Namespace) -> int:
         print(f"not available yet: {feature}", file=sys.stderr)
@@ -32,7 +36,9 @@ def coming_soon(feature: str) -> Callable[[argparse.Namespace], int]:
 
 def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, dispatch to ``args.handler`` and turn user errors into one line."""
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "ignore_extra", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     handler = getattr(args, "handler", None)
     if handler is None:

@@ -58,8 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("demo", "the whole pipeline on a bundled clip (coming)"),
     ):
         p = sub.add_parser(name, help=text, description=f"Not available yet: {_PIPELINE_SOON}.")
-        p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-        p.set_defaults(handler=coming_soon(_PIPELINE_SOON))
+        p.set_defaults(handler=coming_soon(_PIPELINE_SOON), ignore_extra=True)
     return parser
 
 
