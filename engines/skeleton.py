@@ -24,7 +24,8 @@ Where definitions differ between sources (and how the mappings handle it):
   the top of the head. MediaPipe has a nose landmark but no head top; it is extrapolated from
   the ears along the face's up direction (eyes minus mouth). BVH skeletons end at the skull
   base, so both points are virtual sites fixed in the head joint's frame (offsets in
-  ``HEAD_SITES_M``), carried by the head's rotation.
+  ``HEAD_SITES_M``), carried by the head's rotation; where that rotation is anatomically
+  impossible (``MAX_HEAD_TURN_DEG``, a data defect seen in real CMU clips) by the neck's.
 * **Human3.6M** archives map one to one (their hips are marker-based and somewhat wider than
   joint centres; we keep their values as they are).
 """
@@ -320,6 +321,7 @@ class BvhRecipe:
     name: str
     joints: dict[str, dict[str, float]]
     head_joint: str
+    neck_joint: str
     left_hip: str
     right_hip: str
     sites: tuple[str, ...] = ("neck_nose", "head")
@@ -327,7 +329,7 @@ class BvhRecipe:
     @property
     def required(self) -> set[str]:
         names = {n for parts in self.joints.values() for n in parts}
-        return names | {self.head_joint, self.left_hip, self.right_hip}
+        return names | {self.head_joint, self.neck_joint, self.left_hip, self.right_hip}
 
 
 def _pelvis(l: str, r: str) -> dict[str, float]:
@@ -356,6 +358,7 @@ BVH_RECIPES: tuple[BvhRecipe, ...] = (
             "right_wrist": {"rHand": 1.0},
         },
         head_joint="head",
+        neck_joint="neck",
         left_hip="lThigh",
         right_hip="rThigh",
     ),
@@ -381,6 +384,7 @@ BVH_RECIPES: tuple[BvhRecipe, ...] = (
             "right_wrist": {"RightHand": 1.0},
         },
         head_joint="Head",
+        neck_joint="Neck1",
         left_hip="LeftUpLeg",
         right_hip="RightUpLeg",
     ),
@@ -440,7 +444,22 @@ def bvh_to_canonical(
         out[:, k] = sum(w * pos[:, idx[n]] for n, w in parts.items())
     frame = _body_frame(np.asarray(rest_positions, dtype=np.float64), idx, recipe)
     h = idx[recipe.head_joint]
+    head_rot = _plausible_head_rotation(rot[:, h], rot[:, idx[recipe.neck_joint]])
     for site in recipe.sites:
         local = frame @ np.asarray(HEAD_SITES_M[site])  # offset in the head joint's rest frame
-        out[:, CANONICAL.index(site)] = pos[:, h] + rot[:, h] @ local
+        out[:, CANONICAL.index(site)] = pos[:, h] + head_rot @ local
     return out
+
+
+MAX_HEAD_TURN_DEG = 100.0
+"""A head turns at most about 80-90 degrees against the neck; beyond this a head rotation is a
+capture or conversion defect (the CMU clip salsa/06 holds its head joint at ~178 degrees, upside
+down, throughout) and the head sites follow the neck's rotation for that frame instead."""
+
+
+def _plausible_head_rotation(head: np.ndarray, neck: np.ndarray) -> np.ndarray:
+    """Global head rotations (F, 3, 3), replaced by the neck's where the turn is impossible."""
+    local = np.swapaxes(neck, -1, -2) @ head
+    cos = np.clip((np.trace(local, axis1=-2, axis2=-1) - 1.0) / 2.0, -1.0, 1.0)
+    bad = cos < np.cos(np.radians(MAX_HEAD_TURN_DEG))
+    return np.where(bad[:, None, None], neck, head)
