@@ -32,3 +32,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def cmu_archive_path(tmp_path_factory, shared_dir) -> Path:
+    """All of ../shared/data/cmu-mocap prepared once per test session (about 30 s)."""
+    from training.motion import prepare
+
+    out = tmp_path_factory.mktemp("cmu") / "cmu.npz"
+    prepare([MOCAP], out, fps=30.0, progress=False)
+    return out

@@ -26,7 +26,6 @@ Frames of one clip are contiguous and in time order.
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -35,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engines.fileio import atomic_path
 from engines.skeleton import CANONICAL, bvh_to_canonical, detect_bvh_skeleton
 
 __all__ = [
@@ -191,15 +191,8 @@ def prepare(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, fps: fl
 
 
 def _save_atomic(out: Path, arrays: dict[str, np.ndarray]) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(out) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
 
 
 def _to_archive(arrays) -> MotionArchive:

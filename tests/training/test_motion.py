@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from engines.skeleton import CANONICAL
-from training.motion import MotionArchiveError, load_archive, prepare
+from training.motion import MotionArchiveError, load_archive
 from tests.conftest import MOCAP
 
 J = {n: i for i, n in enumerate(CANONICAL.joint_names)}
@@ -26,10 +26,8 @@ def _index_rows() -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def cmu(tmp_path_factory, shared_dir):
-    out = tmp_path_factory.mktemp("prepare") / "cmu.npz"
-    prepare([MOCAP], out, fps=30.0, progress=False)
-    return load_archive(out)
+def cmu(cmu_archive_path):
+    return load_archive(cmu_archive_path)
 
 
 def _seg(archive, c: int, a: str, b: str) -> np.ndarray:
