@@ -1,17 +1,11 @@
-"""``training``: motion import today; lifter training and evaluation next."""
+"""``training``: motion import, lifter training and evaluation."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
 
-from engines.cli_support import coming_soon, run_cli
-
-_TRAIN_SOON = (
-    "training and evaluating the causal temporal transformer lifter (and the residual-MLP "
-    "baselines) arrive with the lifter work; `training prepare` already builds the motion archives "
-    "they will train on"
-)
+from engines.cli_support import run_cli
 
 
 def _units(text: str) -> str | float:
@@ -31,6 +25,36 @@ def _prepare(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}: {archive.num_clips} clips, {frames} frames "
           f"({frames / archive.fps / 60:.1f} min at {archive.fps:g} fps), "
           f"{len(set(archive.clip_groups))} groups")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.config import load_config
+    from training.train import train
+
+    entry = train(load_config(args.config), resume=args.resume, progress=not args.quiet)
+    if entry:
+        print(f"done: validation MPJPE {entry['val_clean_mpjpe_mm']:.1f} mm (clean 2D), "
+              f"{entry['val_detector_mpjpe_mm']:.1f} mm (detector noise)")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from training.evaluate import EvalSettings, evaluate, format_table, write_json
+
+    for name in ("jitter", "outliers"):
+        if getattr(args, name) < 0:
+            raise ValueError(f"--{name} must be >= 0")
+    if args.body_scale <= 0 or args.cameras < 1:
+        raise ValueError("--body-scale must be > 0 and --cameras >= 1")
+    settings = EvalSettings(noise=args.noise, jitter=args.jitter, outliers=args.outliers,
+                            body_scale=args.body_scale, cameras=args.cameras, seed=args.seed,
+                            groups=tuple(args.groups) if args.groups else None)
+    result = evaluate(args.checkpoint, args.data, settings, progress=not args.quiet)
+    print(format_table(result))
+    if args.json_out:
+        write_json(result, args.json_out)
+        print(f"wrote {args.json_out}")
     return 0
 
 
@@ -56,10 +80,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_prepare)
-    for name, text in (("train", "train a lifter from a TOML config (coming)"),
-                       ("evaluate", "evaluate a checkpoint on motion archives (coming)")):
-        p = sub.add_parser(name, help=text, description=f"Not available yet: {_TRAIN_SOON}.")
-        p.set_defaults(handler=coming_soon(_TRAIN_SOON), ignore_extra=True)
+    p = sub.add_parser(
+        "train",
+        help="train a lifter from a TOML config",
+        description="Train a 2D-to-3D lifter on synthetic 2D from real mocap (examples in "
+        "training/configs/). Works unchanged under `torchrun --nproc_per_node N -m training.cli train ...`.",
+    )
+    p.add_argument("--config", required=True, help="TOML file with [data], [model], [train]")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/state.pt")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=_train)
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate a checkpoint on validation subjects",
+        description="Run a checkpoint causally over every validation clip seen by fixed virtual "
+        "cameras; print a per-action table; optionally write JSON.",
+    )
+    p.add_argument("--checkpoint", required=True, help="checkpoint path, or 'default' for the shipped model")
+    p.add_argument("--data", required=True, help="motion archive (.npz) or BVH folder")
+    p.add_argument("--noise", choices=("clean", "detector"), default="clean")
+    p.add_argument("--jitter", type=float, default=0.0, help="Gaussian 2D noise, sigma as a fraction of body height")
+    p.add_argument("--outliers", type=float, default=0.0, help="fraction of joints moved by ~10%% of body height")
+    p.add_argument("--body-scale", type=float, default=1.0, help="scale bodies before projection")
+    p.add_argument("--cameras", type=int, default=2, help="virtual cameras per clip (default 2)")
+    p.add_argument("--groups", nargs="+", default=None, help="clip groups to evaluate (default: the checkpoint's validation subjects)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", dest="json_out", default=None, help="write results as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_evaluate)
     return parser
 
 

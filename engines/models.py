@@ -1,0 +1,341 @@
+"""2D-to-3D lifting models: one ``nn.Module`` per idea, each built from a frozen config.
+
+Input and output contract, shared by every model and every engine backend
+--------------------------------------------------------------------------
+``x``: (batch, time, joints, 3) float32 with ``time == model.receptive_field``, the canonical 17
+joints (``engines.skeleton.CANONICAL``) and channels ``(u, v, confidence)``:
+
+* ``u, v`` are **screen coordinates**: pixels rescaled so the longer image side spans [-1, 1],
+  centred on the image, aspect ratio kept (``engines.camera.normalize_screen``). Landscape
+  webcams and portrait phones land in one system; image size never reaches the model.
+* ``confidence`` in [0, 1]; a joint with confidence 0 is *missing* and its coordinates are
+  ignored (set them to anything finite, e.g. 0).
+* The last frame is the current one; earlier frames are the past (the models are causal: they
+  never see a future frame). Before ``receptive_field`` frames exist, repeat the first frame.
+
+Output: (batch, joints, 3) float32, the current frame's joints in the **camera frame** (OpenCV
+axes: x right, y down, z forward), metres. Row 0 (pelvis) is the estimated absolute pelvis
+position (the root trajectory); the other rows are absolute as well (pelvis + root-relative
+offsets), so ``out - out[:, :1]`` is the root-relative pose.
+
+Focal-length assumption for the root: screen coordinates carry no intrinsics, so depth is
+estimated as if the camera had :data:`ASSUMED_FOV_DEG` of field of view across the *longer* image
+side, a typical webcam or phone. With a real field of view F the root's depth scales by about
+``tan(ASSUMED_FOV/2) / tan(F/2)``; the root-relative pose does not depend on it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from engines.skeleton import CANONICAL
+
+__all__ = [
+    "ASSUMED_FOV_DEG",
+    "ASSUMED_FOCAL",
+    "REFERENCE_BODY_RMS_M",
+    "TransformerConfig",
+    "MLPConfig",
+    "ModelConfig",
+    "PoseInput",
+    "CausalTransformerLifter",
+    "ResidualMLPLifter",
+    "build_model",
+    "config_from_dict",
+    "set_dropout",
+    "sanitize_keypoints",
+    "model_cost",
+]
+
+ASSUMED_FOV_DEG = 60.0
+ASSUMED_FOCAL = 1.0 / math.tan(math.radians(ASSUMED_FOV_DEG) / 2.0)
+"""Focal length in screen units (longer side = 2 units) for :data:`ASSUMED_FOV_DEG`."""
+
+REFERENCE_BODY_RMS_M = 0.45
+"""Typical RMS distance of the 17 joints from their centroid for an adult, metres; the depth prior
+``z0 = ASSUMED_FOCAL * REFERENCE_BODY_RMS_M / rms_2d`` that the network refines."""
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """Causal temporal transformer: one token per (strided) past frame, the last token decodes."""
+
+    kind: Literal["transformer"] = "transformer"
+    receptive_field: int = 27
+    token_stride: int = 1  # use every k-th frame, always including the current one
+    d_model: int = 128
+    layers: int = 4
+    heads: int = 4
+    ff_mult: int = 2
+    dropout: float = 0.1
+    joints: int = CANONICAL.num_joints
+
+    def __post_init__(self) -> None:
+        if self.receptive_field < 1 or self.token_stride < 1:
+            raise ValueError("receptive_field and token_stride must be >= 1")
+        if self.d_model % self.heads:
+            raise ValueError("d_model must be divisible by heads")
+
+    @property
+    def tokens(self) -> int:
+        return (self.receptive_field - 1) // self.token_stride + 1
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    """Martinez et al.'s single-frame residual MLP; ``blocks=4, aux_after=2`` is the deeper
+    variant with intermediate supervision (a second output head after the second block)."""
+
+    kind: Literal["mlp"] = "mlp"
+    hidden: int = 1024
+    blocks: int = 2
+    dropout: float = 0.5
+    aux_after: int = 0  # 0: no intermediate supervision
+    joints: int = CANONICAL.num_joints
+    receptive_field: int = 1
+
+    def __post_init__(self) -> None:
+        if self.receptive_field != 1:
+            raise ValueError("the residual MLP is single-frame: receptive_field must be 1")
+        if not 0 <= self.aux_after < self.blocks:
+            raise ValueError("aux_after must be 0 or name a block before the last")
+
+
+ModelConfig = TransformerConfig | MLPConfig
+
+
+def config_from_dict(doc: dict[str, Any]) -> ModelConfig:
+    """Rebuild a config from its ``asdict`` form; ``ValueError`` for unknown kinds or fields."""
+    kinds = {"transformer": TransformerConfig, "mlp": MLPConfig}
+    kind = doc.get("kind")
+    if kind not in kinds:
+        raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(kinds)}")
+    cls = kinds[kind]
+    allowed = {f.name for f in fields(cls)}
+    unknown = set(doc) - allowed
+    if unknown:
+        raise ValueError(f"unknown {kind} config fields: {', '.join(sorted(unknown))}")
+    return cls(**doc)
+
+
+class PoseInput(nn.Module):
+    """Per-frame normalisation of (u, v, conf) into position-, size- and visibility-aware features.
+
+    For each frame: centre ``c`` = mean of the visible joints, size ``s`` = RMS distance of the
+    visible joints from ``c``; features = ((uv - c) / s for visible joints, else 0), confidences,
+    ``c`` and ``log s``. Output (B, T, 3J + 3).
+    """
+
+    def __init__(self, joints: int) -> None:
+        super().__init__()
+        self.joints = joints
+        self.features = 3 * joints + 3
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        uv, conf = x[..., :2], x[..., 2].clamp(0.0, 1.0)
+        vis = (conf > 0).to(x.dtype).unsqueeze(-1)
+        n = vis.sum(dim=-2).clamp_min(1.0)  # (B, T, 1)
+        centre = (uv * vis).sum(dim=-2) / n  # (B, T, 2)
+        d = (uv - centre.unsqueeze(-2)) * vis
+        rms = ((d * d).sum(dim=(-2, -1)) / n.squeeze(-1)).sqrt().clamp_min(1e-3)  # (B, T)
+        pose = d / rms[..., None, None]
+        feats = torch.cat([pose.flatten(-2), conf, centre, rms.log().unsqueeze(-1)], dim=-1)
+        return feats, centre, rms
+
+
+class _RootDecoder(nn.Module):
+    """Turns network outputs into camera-frame joints (see module docstring)."""
+
+    def __init__(self, joints: int) -> None:
+        super().__init__()
+        self.joints = joints
+
+    def forward(self, raw: torch.Tensor, centre: torch.Tensor, rms: torch.Tensor) -> torch.Tensor:
+        rel = raw[:, : 3 * self.joints].view(-1, self.joints, 3)
+        rel = rel - rel[:, :1]  # root-relative by construction
+        log_dz, offset = raw[:, 3 * self.joints], raw[:, 3 * self.joints + 1 :]
+        z = ASSUMED_FOCAL * REFERENCE_BODY_RMS_M / rms * torch.exp(log_dz)
+        xy = (centre + offset * rms.unsqueeze(-1)) * (z / ASSUMED_FOCAL).unsqueeze(-1)
+        root = torch.cat([xy, z.unsqueeze(-1)], dim=-1)
+        return rel + root.unsqueeze(1)
+
+
+def _check_input(x: torch.Tensor, frames: int, joints: int) -> None:
+    if x.dim() != 4 or x.shape[1] != frames or x.shape[2] != joints or x.shape[3] != 3:
+        raise ValueError(f"expected input (batch, {frames}, {joints}, 3), got {tuple(x.shape)}")
+
+
+class CausalTransformerLifter(nn.Module):
+    """The last ``receptive_field`` frames of 2D keypoints -> the current frame's 3D joints.
+
+    Every (strided) past frame becomes a token (linear embedding of :class:`PoseInput` features
+    plus a learned position embedding); a pre-norm transformer encoder mixes them with a causal
+    mask, so token k only attends to frames up to k and a streaming implementation could cache
+    them; the current frame's token is decoded into root-relative joints, a depth correction and
+    a root offset.
+    """
+
+    causal = True
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.receptive_field = config.receptive_field
+        self.input = PoseInput(config.joints)
+        self.embed = nn.Linear(self.input.features, config.d_model)
+        self.pos = nn.Parameter(torch.zeros(1, config.tokens, config.d_model))
+        nn.init.normal_(self.pos, std=0.02)
+        layer = nn.TransformerEncoderLayer(
+            config.d_model, config.heads, config.ff_mult * config.d_model, config.dropout,
+            activation="gelu", batch_first=True, norm_first=True,
+        )
+        self.encoder = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(config.d_model)
+        self.head = nn.Linear(config.d_model, 3 * config.joints + 3)
+        mask = torch.triu(torch.full((config.tokens, config.tokens), float("-inf")), diagonal=1)
+        self.register_buffer("mask", mask, persistent=False)
+        self.decode = _RootDecoder(config.joints)
+
+    def token_frames(self) -> list[int]:
+        """Window frame indices that become tokens (every ``token_stride``-th, ending at the last)."""
+        T, k = self.receptive_field, self.config.token_stride
+        return list(range((T - 1) % k, T, k))
+
+    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Token features after the encoder (B, tokens, d), with per-token centre and size."""
+        _check_input(x, self.receptive_field, self.config.joints)
+        stride = self.config.token_stride
+        x = x[:, (self.receptive_field - 1) % stride :: stride] if stride > 1 else x
+        feats, centre, rms = self.input(x)
+        h = self.embed(feats) + self.pos
+        h = self.encoder(h, mask=self.mask)
+        return h, centre, rms
+
+    def forward_sequence(self, x: torch.Tensor) -> torch.Tensor:
+        """Predictions for every token's frame, (B, tokens, J, 3).
+
+        The causal mask makes token k depend on frames up to its own only, so training can
+        supervise every token at the cost of one pass (``tokens`` times the signal per step);
+        :meth:`forward` keeps the last.
+        """
+        h, centre, rms = self._encode(x)
+        B, N = h.shape[:2]
+        raw = self.head(self.norm(h)).reshape(B * N, -1)
+        out = self.decode(raw, centre.reshape(B * N, 2), rms.reshape(B * N))
+        return out.view(B, N, self.config.joints, 3)
+
+    def forward(self, x: torch.Tensor, dense: bool = False) -> torch.Tensor:
+        """(B, J, 3) for the current frame; ``dense=True``: :meth:`forward_sequence`."""
+        if dense:
+            return self.forward_sequence(x)
+        h, centre, rms = self._encode(x)
+        raw = self.head(self.norm(h[:, -1]))
+        return self.decode(raw, centre[:, -1], rms[:, -1])
+
+
+class _ResidualBlock(nn.Module):
+    def __init__(self, width: int, dropout: float) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Linear(width, width), nn.BatchNorm1d(width), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(width, width), nn.BatchNorm1d(width), nn.ReLU(), nn.Dropout(dropout),
+        )
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + self.body(h)
+
+
+class ResidualMLPLifter(nn.Module):
+    """Single-frame baseline after Martinez et al. (2017): linear in, residual blocks of
+    linear-batchnorm-ReLU-dropout, linear out. With ``aux_after`` > 0 an extra head after that
+    block is supervised too (the seeds' deeper variant); ``forward(x, aux=True)`` returns both."""
+
+    causal = True
+
+    def __init__(self, config: MLPConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.receptive_field = 1
+        self.input = PoseInput(config.joints)
+        self.stem = nn.Sequential(
+            nn.Linear(self.input.features, config.hidden), nn.BatchNorm1d(config.hidden),
+            nn.ReLU(), nn.Dropout(config.dropout),
+        )
+        self.blocks = nn.ModuleList(_ResidualBlock(config.hidden, config.dropout) for _ in range(config.blocks))
+        out = 3 * config.joints + 3
+        self.head = nn.Linear(config.hidden, out)
+        self.aux_head = nn.Linear(config.hidden, out) if config.aux_after else None
+        self.decode = _RootDecoder(config.joints)
+
+    def forward(self, x: torch.Tensor, aux: bool = False):
+        _check_input(x, 1, self.config.joints)
+        feats, centre, rms = self.input(x)
+        h = self.stem(feats[:, -1])
+        aux_raw = None
+        for i, block in enumerate(self.blocks, start=1):
+            h = block(h)
+            if self.aux_head is not None and i == self.config.aux_after:
+                aux_raw = self.aux_head(h)
+        out = self.decode(self.head(h), centre[:, -1], rms[:, -1])
+        if aux:
+            extra = [] if aux_raw is None else [self.decode(aux_raw, centre[:, -1], rms[:, -1])]
+            return out, extra
+        return out
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    """The module for a config (one class per idea)."""
+    if isinstance(config, TransformerConfig):
+        return CausalTransformerLifter(config)
+    if isinstance(config, MLPConfig):
+        return ResidualMLPLifter(config)
+    raise TypeError(f"not a model config: {type(config).__name__}")
+
+
+def set_dropout(model: nn.Module, p: float) -> None:
+    """Set every dropout probability in ``model`` (the seeds switch dropout off half way)."""
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = p
+        elif isinstance(m, nn.MultiheadAttention):
+            m.dropout = p
+        elif isinstance(m, nn.TransformerEncoderLayer):
+            m.dropout.p = p
+
+
+def sanitize_keypoints(x: np.ndarray, joints: int = CANONICAL.num_joints) -> np.ndarray:
+    """Check and clean detector keypoints (..., joints, 3) before they reach a model.
+
+    Raises ``ValueError`` naming the shape for a wrong joint or channel count. Joints whose
+    coordinates or confidence are NaN/infinite (a detector that lost them) become missing:
+    confidence 0, coordinates 0. Confidences are clipped to [0, 1]. Returns a float32 copy.
+    """
+    arr = np.asarray(x, dtype=np.float32)
+    if arr.ndim < 2 or arr.shape[-2:] != (joints, 3):
+        raise ValueError(f"keypoints must be (..., {joints}, 3) as (u, v, confidence), got {arr.shape}")
+    bad = ~np.isfinite(arr).all(axis=-1)
+    out = np.where(bad[..., None], 0.0, arr).astype(np.float32)
+    out[..., 2] = np.clip(out[..., 2], 0.0, 1.0)
+    return out
+
+
+def model_cost(model: nn.Module) -> dict[str, float]:
+    """Parameters and floating-point operations of one real-time step (batch 1, one frame out)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(1, model.receptive_field, CANONICAL.num_joints, 3)
+    x[..., 2] = 1.0
+    was_training = model.training
+    model.eval()
+    # grad mode on: under no_grad PyTorch's fused encoder fast path hides its matmuls from the counter
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    model.train(was_training)
+    return {"parameters": float(sum(p.numel() for p in model.parameters())),
+            "flops_per_frame": float(counter.get_total_flops())}

@@ -1,0 +1,119 @@
+"""Training configuration: frozen dataclasses built once from a TOML file.
+
+Example (``training/configs/transformer27.toml``)::
+
+    [data]
+    motion = "../shared/data/cmu-mocap"   # a folder of BVH files or a prepared .npz archive
+    validation_groups = ["02", "06", "09"] # subjects never trained on
+    fps = 30
+
+    [model]                                # any engines.models config field
+    kind = "transformer"
+    receptive_field = 27
+
+    [train]
+    epochs = 40
+    steps_per_epoch = 250
+    batch_size = 64
+    lr = 1e-3
+    seed = 0
+    out = "runs/transformer27"
+
+Relative paths are resolved against the config file's folder, so a config in
+``training/configs/`` can point at ``../../../shared`` and work from any working directory.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from engines.models import ModelConfig, config_from_dict
+
+__all__ = ["ConfigError", "DataConfig", "TrainConfig", "RunConfig", "load_config"]
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    motion: Path
+    validation_groups: tuple[str, ...] = ("02", "06", "09")
+    fps: float = 30.0
+    group_balance: float = 0.5  # sample frames with weight (group size)^-balance: salsa does not dominate
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 40
+    steps_per_epoch: int = 250
+    batch_size: int = 64
+    lr: float = 1e-3
+    lr_final: float = 1e-5
+    weight_decay: float = 0.01
+    seed: int = 0
+    noise: str = "detector"  # clean | detector
+    dropout_off_at: float = 0.0  # fraction of training after which dropout is 0 (0.5 in the seeds); 0 = never
+    root_weight: float = 0.1
+    velocity_weight: float = 0.5
+    aux_weight: float = 0.5  # intermediate supervision heads
+    val_windows: int = 2048
+    val_every: int = 1  # epochs
+    threads: int = 0  # torch intra-op threads per process; 0 = torch's default
+    out: Path = Path("runs/lifter")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    source: Path | None = None
+
+
+def _build(cls, table: dict[str, Any], path: Path, section: str, base: Path):
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(table) - set(known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) in [{section}]: {', '.join(sorted(unknown))}")
+    kwargs = {}
+    for key, value in table.items():
+        kind = known[key].type
+        if "Path" in str(kind):
+            value = (base / value).resolve() if not Path(value).is_absolute() else Path(value)
+        elif "tuple" in str(kind):
+            value = tuple(str(v) for v in value)
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{path}: [{section}] {exc}") from None
+
+
+def load_config(path: str | Path) -> RunConfig:
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    unknown = set(doc) - {"data", "model", "train"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}; expected [data], [model], [train]")
+    if "data" not in doc or "motion" not in doc["data"]:
+        raise ConfigError(f"{path}: [data] motion = <folder or .npz> is required")
+    base = path.resolve().parent
+    data = _build(DataConfig, doc["data"], path, "data", base)
+    try:
+        model = config_from_dict(dict(doc.get("model", {"kind": "transformer"})))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: [model] {exc}") from None
+    train = _build(TrainConfig, doc.get("train", {}), path, "train", base)
+    if train.noise not in ("clean", "detector"):
+        raise ConfigError(f"{path}: [train] noise must be 'clean' or 'detector', got {train.noise!r}")
+    return RunConfig(data=data, model=model, train=train, source=path.resolve())

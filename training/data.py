@@ -1,0 +1,81 @@
+"""Motion data for training: cached preparation, the subject split and samplers.
+
+``open_motion`` accepts a prepared ``.npz`` archive or BVH files/folders; BVH input is prepared
+once and cached (``$POSESTREAM_CACHE`` or ``~/.cache/posestream``), keyed by the file names, sizes
+and modification times and the frame rate, so repeated training runs start in a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from training.motion import MotionArchive, find_motion_files, load_archive, prepare
+from training.synth import WindowSampler
+
+__all__ = ["cache_dir", "open_motion", "Split", "split_by_groups", "group_weights"]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("POSESTREAM_CACHE", Path.home() / ".cache" / "posestream"))
+
+
+def open_motion(source: str | os.PathLike, fps: float = 30.0, progress: bool = True) -> MotionArchive:
+    """A motion archive from an ``.npz`` or BVH files/folders (prepared once, then cached)."""
+    source = Path(source)
+    if source.suffix == ".npz":
+        return load_archive(source)
+    files = find_motion_files([source])
+    h = hashlib.sha256(f"fps={fps}".encode())
+    for path, clip, _ in files:
+        st = path.stat()
+        h.update(f"{clip}|{st.st_size}|{st.st_mtime_ns}".encode())
+    cached = cache_dir() / f"motion-{h.hexdigest()[:16]}.npz"
+    if cached.is_file():
+        return load_archive(cached)
+    prepare([source], cached, fps=fps, progress=progress)
+    return load_archive(cached)
+
+
+@dataclass(frozen=True)
+class Split:
+    train_frames: np.ndarray
+    val_frames: np.ndarray
+    train_groups: tuple[str, ...]
+    val_groups: tuple[str, ...]
+
+
+def split_by_groups(archive: MotionArchive, validation_groups: tuple[str, ...]) -> Split:
+    """Frames of the validation subjects (clip groups) vs all others; never mixed."""
+    groups = np.array(archive.clip_groups)
+    missing = sorted(set(validation_groups) - set(groups))
+    if missing:
+        raise ValueError(f"validation group(s) {', '.join(missing)} are not in the motion data "
+                         f"(it has {', '.join(sorted(set(groups)))})")
+    frame_group = groups[archive.clip]
+    is_val = np.isin(frame_group, validation_groups)
+    if is_val.all():
+        raise ValueError("every clip belongs to a validation group: nothing left to train on")
+    return Split(
+        train_frames=np.flatnonzero(~is_val),
+        val_frames=np.flatnonzero(is_val),
+        train_groups=tuple(sorted(set(groups) - set(validation_groups))),
+        val_groups=tuple(sorted(validation_groups)),
+    )
+
+
+def group_weights(archive: MotionArchive, frames: np.ndarray, balance: float) -> np.ndarray:
+    """Per-frame sampling weights (group frame count)^-balance: 0 = uniform over frames,
+    1 = every group equally often. The CMU salsa takes are a third of the data; 0.5 keeps
+    them common without letting them dominate."""
+    groups = np.array(archive.clip_groups)[archive.clip[frames]]
+    _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    return counts[inverse].astype(np.float64) ** -balance
+
+
+def make_sampler(archive: MotionArchive, window: int, frames: np.ndarray, weights: np.ndarray | None = None) -> WindowSampler:
+    return WindowSampler(archive.joints3d, archive.clip, window, frames=frames, weights=weights)
