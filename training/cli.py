@@ -18,9 +18,17 @@ def _units(text: str) -> str | float:
 def _prepare(args: argparse.Namespace) -> int:
     from training.motion import prepare
 
-    archive = prepare(args.inputs, args.out, fps=args.fps, units=args.units,
-                      drop_lead_in=not args.keep_lead_in, workers=args.workers,
-                      progress=not args.quiet)
+    h36m = [p for p in args.inputs if p.endswith(".npz")]
+    if h36m:
+        if len(args.inputs) != 1:
+            raise ValueError("a Human3.6M archive (data_3d_h36m.npz) is prepared on its own, not mixed with BVH inputs")
+        from training.h36m import h36m_to_archive
+
+        archive = h36m_to_archive(h36m[0], args.out, fps=args.fps)
+    else:
+        archive = prepare(args.inputs, args.out, fps=args.fps, units=args.units,
+                          drop_lead_in=not args.keep_lead_in, workers=args.workers,
+                          progress=not args.quiet)
     frames = len(archive.joints3d)
     print(f"wrote {args.out}: {archive.num_clips} clips, {frames} frames "
           f"({frames / archive.fps / 60:.1f} min at {archive.fps:g} fps), "
@@ -49,7 +57,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ValueError("--body-scale must be > 0 and --cameras >= 1")
     settings = EvalSettings(noise=args.noise, jitter=args.jitter, outliers=args.outliers,
                             body_scale=args.body_scale, cameras=args.cameras, seed=args.seed,
-                            groups=tuple(args.groups) if args.groups else None)
+                            groups=tuple(args.groups) if args.groups else None, missing=tuple(args.missing))
     result = evaluate(args.checkpoint, args.data, settings, progress=not args.quiet)
     print(format_table(result))
     if args.json_out:
@@ -69,9 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="convert BVH files/folders into one archive of canonical joints",
         description="Read BVH motion (plain or .gz, files or folders searched recursively), drop "
         "CMU rest-pose lead-ins, resample, map to the canonical 17 joints in metres and write one "
-        ".npz archive (joints3d, clip, clip_names, clip_groups, joint_names, fps).",
+        ".npz archive (joints3d, clip, clip_names, clip_groups, joint_names, fps). A Human3.6M "
+        "data_3d_h36m.npz in VideoPose3D's format is converted the same way (subjects become groups).",
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help=".bvh/.bvh.gz files or folders")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help=".bvh/.bvh.gz files or folders, or one data_3d_h36m.npz")
     p.add_argument("--out", required=True, help="archive to write, e.g. motion.npz")
     p.add_argument("--fps", type=float, default=30.0, help="target frame rate (default 30)")
     p.add_argument("--units", type=_units, default="auto",
@@ -104,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--body-scale", type=float, default=1.0, help="scale bodies before projection")
     p.add_argument("--cameras", type=int, default=2, help="virtual cameras per clip (default 2)")
     p.add_argument("--groups", nargs="+", default=None, help="clip groups to evaluate (default: the checkpoint's validation subjects)")
+    p.add_argument("--missing", nargs="+", default=(), metavar="JOINT",
+                   help="hide these canonical joints from the model in every frame (e.g. left_knee left_ankle)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", dest="json_out", default=None, help="write results as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -1,13 +1,17 @@
 """``training evaluate``: a checkpoint on the validation subjects, through fixed virtual cameras.
 
 Every validation clip is filmed by ``cameras`` static virtual cameras drawn with a fixed seed
-(so two runs, or two checkpoints, see exactly the same 2D); the whole clip is projected once and
-noised once (a detector sees each frame once), then the lifter runs causally over every frame,
+(so two runs, or two checkpoints, see exactly the same 2D), aimed at the clip's mean pelvis from
+2-6 m plus the clip's radius of travel; the whole clip is projected once and noised once (a
+detector sees each frame once), then the lifter runs causally over every frame,
 starting from the clip's first frame as the real-time pipeline does. Errors:
 
 * ``mpjpe_mm``: root-relative MPJPE; ``p_mpjpe_mm`` after Procrustes (rotation, scale,
   translation); ``n_mpjpe_mm`` after the least-squares scale;
 * ``mpjve_mm`` / ``accel_mm``: root-relative velocity / acceleration error per frame (30 fps);
+* with ``missing`` joints hidden from the model (confidence 0 in every frame, as when the legs
+  are out of frame): ``hidden_joints_mm`` and ``shown_joints_mm``, the root-relative error of the
+  hidden joints and of the rest;
 * ``root_error_mm``: distance of the estimated pelvis from the true one in the camera frame, with
   the depth rescaled from the model's assumed field of view to the camera's real one (a user who
   knows their camera can do the same; see ``engines.models``).
@@ -28,7 +32,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from engines.camera import VirtualCameraRanges
 from engines.checkpoint import load_checkpoint, resolve_checkpoint
+from engines.skeleton import CANONICAL
 from training import metrics
 from training.data import open_motion, split_by_groups
 from training.synth import CLEAN, DETECTOR, NO_AUGMENTATION, NoiseModel, assumed_depth_scale, project_windows, sample_cameras_for
@@ -47,6 +53,7 @@ class EvalSettings:
     cameras: int = 2
     seed: int = 0
     groups: tuple[str, ...] | None = None  # default: the checkpoint's validation groups
+    missing: tuple[str, ...] = ()  # joints hidden from the model in every frame (e.g. legs out of frame)
 
 
 def noise_for(settings: EvalSettings) -> NoiseModel:
@@ -99,17 +106,26 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, settings: E
     clips = sorted(set(archive.clip[split.val_frames].tolist()))
     actions = _actions(Path(data))
     noise = noise_for(settings)
+    hidden = [CANONICAL.index(n) for n in settings.missing]
     per_frame: dict[str, list[np.ndarray]] = {}
     labels: list[str] = []
     for ci in tqdm(clips, desc="evaluate", unit="clip", disable=not progress):
         name = archive.clip_names[ci]
         label = actions.get(name, archive.clip_groups[ci])
         world = archive.clip_joints(ci).astype(np.float64)[None]  # (1, F, J, 3)
+        pelvis = world[0, :, 0]
+        centre = pelvis.mean(axis=0)
+        radius = float(np.linalg.norm((pelvis - centre)[:, [0, 2]], axis=-1).max())
+        ranges = replace(VirtualCameraRanges(), distance_m=(2.0 + radius, 6.0 + radius))  # whole clip in front
         for k in range(settings.cameras):
             rng = np.random.default_rng([settings.seed, ci, k])
-            cams = sample_cameras_for(rng, world)
+            cams = sample_cameras_for(rng, world, ranges, aim=centre[None])
             batch = project_windows(rng, world, noise, NO_AUGMENTATION, cameras=cams, body_scale=settings.body_scale)
-            pred = _run_clip(model, batch.inputs[0])
+            inputs = batch.inputs[0]
+            if hidden:
+                inputs = inputs.copy()
+                inputs[:, hidden] = 0.0
+            pred = _run_clip(model, inputs)
             truth = batch.true_targets[0].astype(np.float64)
             pred = pred.astype(np.float64)
             pred[:, :, 2] += (1.0 / assumed_depth_scale(cams)[0] - 1.0) * pred[:, :1, 2]
@@ -122,6 +138,11 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, settings: E
                 "mpjve_mm": _pad(metrics.mpjve(rel_p, rel_t, axis=-1), len(rel_p)),
                 "accel_mm": _pad(metrics.accel_error(rel_p, rel_t, axis=-1), len(rel_p)),
             }
+            if hidden:
+                shown = [j for j in range(CANONICAL.num_joints) if j not in hidden]
+                err = np.linalg.norm(rel_p - rel_t, axis=-1)
+                vals["hidden_joints_mm"] = err[:, hidden].mean(axis=-1)
+                vals["shown_joints_mm"] = err[:, shown].mean(axis=-1)
             for key, v in vals.items():
                 per_frame.setdefault(key, []).append(np.asarray(v, dtype=np.float64) * 1000.0)
             labels.extend([label] * len(rel_p))
@@ -144,7 +165,7 @@ def _pad(values: np.ndarray, n: int) -> np.ndarray:
 
 
 def _summary(cat: dict[str, np.ndarray], where) -> dict[str, float]:
-    out = {k: float(np.nanmean(cat[k][where])) for k in KEYS}
+    out = {k: float(np.nanmean(cat[k][where])) for k in cat}
     out["frames"] = int(np.size(cat["mpjpe_mm"][where]))
     return out
 

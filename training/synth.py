@@ -179,11 +179,13 @@ class Batch:
     cameras: CameraBatch
 
 
-def sample_cameras_for(rng: np.random.Generator, w3: np.ndarray, ranges: VirtualCameraRanges = VirtualCameraRanges()) -> CameraBatch:
-    """One camera per 3D window (B, T, J, 3), aimed at its last pelvis, standing on its floor."""
+def sample_cameras_for(rng: np.random.Generator, w3: np.ndarray, ranges: VirtualCameraRanges = VirtualCameraRanges(),
+                       aim: np.ndarray | None = None) -> CameraBatch:
+    """One camera per 3D window (B, T, J, 3), standing on its floor, aimed at ``aim`` (B, 3)
+    (default: the window's last pelvis)."""
     B = len(w3)
     floor = np.min(w3[:, :, [3, 6], 1], axis=(1, 2)) - 0.08  # ankle joint to sole
-    cams = sample_camera_batch(rng, B, w3[:, -1, 0, :], ranges, ground_y=0.0)
+    cams = sample_camera_batch(rng, B, w3[:, -1, 0, :] if aim is None else aim, ranges, ground_y=0.0)
     # cameras are drawn for a floor at y = 0; lift them to this window's floor
     shift = np.zeros((B, 3))
     shift[:, 1] = floor

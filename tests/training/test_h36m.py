@@ -343,3 +343,22 @@ def test_not_a_zip_missing_file_and_empty_dict(tmp_path):
     plain = tmp_path / "plain.npz"
     np.savez_compressed(plain, positions_3d=np.zeros((3, 32, 3)))
     _raises_naming(plain, "not a pickled dict")
+
+
+def test_prepare_cli_converts_a_videopose3d_archive(tmp_path):
+    import subprocess
+    import sys
+
+    from training.motion import load_archive
+
+    src = tmp_path / "data_3d_h36m.npz"
+    rng = np.random.default_rng(0)
+    np.savez_compressed(src, positions_3d={"S1": {"Walking": rng.normal(size=(60, 32, 3)).astype(np.float32)},
+                                           "S9": {"Sitting 1": rng.normal(size=(45, 32, 3)).astype(np.float32)}})
+    out = tmp_path / "h36m.npz"
+    res = subprocess.run([sys.executable, "-m", "training.cli", "prepare", str(src), "--out", str(out)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    archive = load_archive(out)
+    assert archive.clip_names == ("S1/Walking", "S9/Sitting 1") and archive.clip_groups == ("S1", "S9")
+    assert len(archive.joints3d) == 36 + 27  # 60 and 45 frames at 50 fps -> 30 fps

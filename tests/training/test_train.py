@@ -87,3 +87,18 @@ def test_bad_configs_are_one_clear_sentence(tmp_path, text, message):
     res = _train("--config", str(cfg))
     assert res.returncode == 2 and message in res.stderr and "bad.toml" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_every_example_config_loads_and_points_at_the_shared_mocap():
+    from training.config import load_config
+    from tests.conftest import MOCAP, REPO
+
+    configs = sorted((REPO / "training" / "configs").glob("*.toml"))
+    assert {c.stem for c in configs} >= {"transformer27", "transformer81", "transformer243", "mlp_baseline", "mlp_deep"}
+    for path in configs:
+        assert load_config(path).data.motion == MOCAP.resolve()
+    # the baseline is trained on exactly the default model's data, split, noise and schedule
+    a, b = load_config(configs[0].parent / "transformer27.toml"), load_config(configs[0].parent / "mlp_baseline.toml")
+    assert a.data == b.data
+    assert (a.train.epochs, a.train.steps_per_epoch, a.train.batch_size, a.train.noise) == \
+        (b.train.epochs, b.train.steps_per_epoch, b.train.batch_size, b.train.noise)
