@@ -39,6 +39,8 @@ __all__ = [
 
 _PARENTS = np.array(CANONICAL.parents)
 _PAIRS = CANONICAL.left_right_pairs
+_ANKLES = [CANONICAL.index("left_ankle"), CANONICAL.index("right_ankle")]
+_LOWER_LEGS = _ANKLES + [CANONICAL.index("left_knee"), CANONICAL.index("right_knee")]
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,9 @@ class NoiseModel:
       joints in [0.1, 0.6].
     * joints outside the image: confidence set to 0 with probability ``offscreen_drop`` and
       otherwise to at most 0.3; this is how MediaPipe reports limbs out of frame.
+    * ``truncate``: per window, the probability that the frame's bottom edge cuts the body, the
+      commonest webcam situation (sitting at a desk): the ankles, or ankles and knees, are
+      missing (confidence 0) from a random frame to the end of the window.
     """
 
     jitter: float = 0.0
@@ -73,6 +78,7 @@ class NoiseModel:
     drop: float = 0.0
     conf_good_low: float = 1.0
     offscreen_drop: float = 1.0
+    truncate: float = 0.0
 
     def apply(self, rng: np.random.Generator, pixels: np.ndarray, size: np.ndarray) -> np.ndarray:
         """Noisy keypoints (B, T, J, 3) = (x, y, confidence) from clean pixels (B, T, J, 2)."""
@@ -112,6 +118,12 @@ class NoiseModel:
             conf = np.where(offscreen, np.where(gone, 0.0, np.minimum(conf, 0.3)), conf)
         if self.drop > 0:
             conf = np.where(rng.uniform(size=conf.shape) < self.drop, 0.0, conf)
+        if self.truncate > 0:
+            cut = np.flatnonzero(rng.uniform(size=B) < self.truncate)
+            knees_too = rng.uniform(size=len(cut)) < 0.5
+            start = rng.integers(0, T, len(cut)) * (rng.uniform(size=len(cut)) < 0.5)  # half: whole window
+            for b, knees, s0 in zip(cut, knees_too, start):
+                conf[b, s0:, _LOWER_LEGS if knees else _ANKLES] = 0.0
         bad = ~np.isfinite(xy).all(axis=-1)
         conf = np.where(bad, 0.0, conf)
         xy = np.where(bad[..., None], 0.0, xy)
@@ -122,7 +134,7 @@ CLEAN = NoiseModel()
 """Exact projections, every joint visible unless outside the image."""
 
 DETECTOR = NoiseModel(jitter=0.02, jitter_random=True, outliers=0.03, swap=0.05, drop=0.03,
-                      conf_good_low=0.5, offscreen_drop=0.7)
+                      conf_good_low=0.5, offscreen_drop=0.7, truncate=0.15)
 """The training default: looks like MediaPipe on real footage (noise, outliers, swaps, drops)."""
 
 

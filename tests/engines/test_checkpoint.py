@@ -79,3 +79,12 @@ def test_failed_save_leaves_nothing_behind(tmp_path, monkeypatch):
         save_checkpoint(target, _model())
     assert [p.name for p in tmp_path.iterdir()] == ["b.safetensors"]
     assert target.read_bytes() == before  # the previous checkpoint survives intact
+
+
+def test_the_default_model_ships_in_the_package():
+    from engines.checkpoint import DEFAULT_CHECKPOINT
+
+    model, meta = load_checkpoint("default")
+    assert DEFAULT_CHECKPOINT.stat().st_size <= 20 * 1024 * 1024
+    assert meta["causal"] and meta["config"]["kind"] == "transformer" and model.receptive_field == 27
+    assert set(meta["training"]["validation_groups"]).isdisjoint(meta["training"]["train_groups"])

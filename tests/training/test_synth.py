@@ -133,3 +133,13 @@ def test_offscreen_joints_lose_their_confidence(sampler):
     assert out.mean() > 0.2  # legs out of frame at 1 m
     assert np.all(b.inputs[..., 2][out] <= 0.3) and np.all(b.inputs[..., 2][~out] == 1.0)
     assert 0.3 < (b.inputs[..., 2][out] == 0).mean() < 0.8
+
+
+def test_truncation_hides_the_lower_legs_like_a_desk_webcam(sampler):
+    rng = np.random.default_rng(10)
+    b = sampler.make(rng, sampler.sample_ends(rng, 64), replace(CLEAN, truncate=1.0), NO_AUGMENTATION)
+    last = b.inputs[:, -1, :, 2]
+    ankles = [CANONICAL.index("left_ankle"), CANONICAL.index("right_ankle")]
+    assert np.all(last[:, ankles] == 0)
+    upper = [CANONICAL.index(n) for n in ("pelvis", "thorax", "head", "left_wrist")]
+    assert np.mean(last[:, upper] > 0) > 0.95
