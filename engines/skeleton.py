@@ -250,7 +250,8 @@ MEDIAPIPE_HIP_WIDTH_SCALE = 0.9
 the hip joint centres. Measured: MediaPipe 0.10.21's world landmarks over all 400 frames of the
 four Pose2Sim views put the hips 0.196 m apart (median); hip joint centres in the CMU mocap
 skeleton are 0.176 m apart, and adult femoral heads typically 0.16-0.19 m: 0.176/0.196 = 0.9.
-tests/engines/test_skeleton.py re-measures the mapped width on real video."""
+Measured with ``python -m benchmarks.skeleton_widths``; tests/engines/test_skeleton.py checks the
+mapped width on real video."""
 
 _MP_FACE_UP = 1.8  # ear-midpoint to crown, in units of the eye-to-mouth height of the face
 
