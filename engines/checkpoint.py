@@ -38,6 +38,7 @@ __all__ = [
     "resolve_checkpoint",
     "save_checkpoint",
     "read_metadata",
+    "update_metadata",
     "load_checkpoint",
 ]
 
@@ -78,6 +79,18 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, extra: dict[str, 
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"posestream": json.dumps(meta)})
     return path
+
+
+def update_metadata(path: str | os.PathLike, extra: dict[str, Any]) -> None:
+    """Merge ``extra`` into a checkpoint's metadata (e.g. evaluation results), atomically."""
+    from safetensors.torch import load_file, save_file
+
+    path = Path(path)
+    meta = read_metadata(path)
+    meta.update(extra)
+    tensors = load_file(str(path))
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"posestream": json.dumps(meta)})
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:

@@ -88,3 +88,15 @@ def test_the_default_model_ships_in_the_package():
     assert DEFAULT_CHECKPOINT.stat().st_size <= 20 * 1024 * 1024
     assert meta["causal"] and meta["config"]["kind"] == "transformer" and model.receptive_field == 27
     assert set(meta["training"]["validation_groups"]).isdisjoint(meta["training"]["train_groups"])
+
+
+def test_metadata_can_be_extended_without_touching_weights(tmp_path):
+    from engines.checkpoint import update_metadata
+
+    m = _model()
+    path = save_checkpoint(tmp_path / "m.safetensors", m)
+    update_metadata(path, {"metrics": {"evaluation": {"mpjpe_mm": 50.0}}})
+    loaded, meta = load_checkpoint(path)
+    assert meta["metrics"]["evaluation"]["mpjpe_mm"] == 50.0 and meta["receptive_field"] == 27
+    x = torch.rand(1, 27, 17, 3)
+    assert torch.equal(loaded(x), m(x))
