@@ -25,7 +25,7 @@ from training.bvh import (
 
 REPO = Path(__file__).resolve().parents[2]  # tests/training/test_bvh.py -> repo root
 CMU = REPO.parent / "shared" / "data" / "cmu-mocap"
-FIXTURES = REPO / "tests" / "fixtures" / "bvh"
+FIXTURES = REPO / "tests" / "fixtures" / "tiny"  # hand-written, not copied from ../shared
 
 needs_cmu = pytest.mark.skipif(not (CMU / "01" / "01_01.bvh.gz").is_file(),
                                reason=f"shared CMU data not found at {CMU}")
@@ -425,7 +425,7 @@ def test_cmu_fps_override():
 
 
 def test_cmu31_fixture_loads():
-    m = read_bvh(FIXTURES / "cmu31_tiny.bvh")
+    m = read_bvh(FIXTURES / "cmu31.bvh")
     skel = m.skeleton
     joints = [n for n, e in zip(skel.names, skel.is_end_site) if not e]
     assert joints == [

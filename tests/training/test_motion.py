@@ -182,7 +182,7 @@ def test_standard_cmu31_skeleton_maps_to_a_plausible_body():
     from training.motion import load_clip
     from tests.conftest import REPO
 
-    joints, recipe, fps = load_clip(REPO / "tests" / "fixtures" / "bvh" / "cmu31_tiny.bvh", fps=0, drop_lead_in=False)
+    joints, recipe, fps = load_clip(REPO / "tests" / "fixtures" / "tiny" / "cmu31.bvh", fps=0, drop_lead_in=False)
     assert recipe == "cmu31"
     j = joints[0]
     assert 0.12 < np.linalg.norm(j[J["left_hip"]] - j[J["right_hip"]]) < 0.30
