@@ -26,7 +26,7 @@ Relative paths are resolved against the config file's folder, so a config in
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 

@@ -86,12 +86,6 @@ def lifter_loss(pred: torch.Tensor, target: torch.Tensor, root_weight: float, ve
     return terms
 
 
-def _to_tensors(batch: Batch, frames: list[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    x = torch.from_numpy(batch.inputs).to(device)
-    y = torch.from_numpy(batch.targets[:, frames]).to(device)
-    return x, y
-
-
 def _lr_at(step: int, total: int, lr: float, lr_final: float, warmup: int = 200) -> float:
     if step < warmup:
         return lr * (step + 1) / warmup
