@@ -74,9 +74,14 @@ class TransformerConfig:
     heads: int = 4
     ff_mult: int = 2
     dropout: float = 0.1
+    frame_hidden: int = 0  # > 0: each frame's token comes from a residual MLP of this width (else one linear layer)
+    frame_blocks: int = 1  # residual blocks in that per-frame MLP
+    head_hidden: int = 0  # > 0: the output head is an MLP of this width (else one linear layer)
     joints: int = CANONICAL.num_joints
 
     def __post_init__(self) -> None:
+        if self.frame_hidden < 0 or self.head_hidden < 0 or self.frame_blocks < 0:
+            raise ValueError("frame_hidden, frame_blocks and head_hidden must be >= 0")
         if self.receptive_field < 1 or self.token_stride < 1:
             raise ValueError("receptive_field and token_stride must be >= 1")
         if self.d_model % self.heads:
@@ -166,6 +171,27 @@ class _RootDecoder(nn.Module):
         return rel + root.unsqueeze(1)
 
 
+class _PreNormResidual(nn.Module):
+    def __init__(self, width: int, dropout: float) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width), nn.GELU(), nn.Dropout(dropout),
+                                  nn.Linear(width, width))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + self.body(h)
+
+
+def _frame_encoder(features: int, config: "TransformerConfig") -> nn.Module:
+    """Per-frame features -> token: a linear layer, or a residual MLP that reads the pose in
+    depth before the temporal layers (the single-frame 2D-to-3D step is the hard part)."""
+    if config.frame_hidden <= 0:
+        return nn.Linear(features, config.d_model)
+    H = config.frame_hidden
+    return nn.Sequential(nn.Linear(features, H), nn.GELU(),
+                         *[_PreNormResidual(H, config.dropout) for _ in range(config.frame_blocks)],
+                         nn.LayerNorm(H), nn.Linear(H, config.d_model))
+
+
 def _check_input(x: torch.Tensor, frames: int, joints: int) -> None:
     if x.dim() != 4 or x.shape[1] != frames or x.shape[2] != joints or x.shape[3] != 3:
         raise ValueError(f"expected input (batch, {frames}, {joints}, 3), got {tuple(x.shape)}")
@@ -174,8 +200,8 @@ def _check_input(x: torch.Tensor, frames: int, joints: int) -> None:
 class CausalTransformerLifter(nn.Module):
     """The last ``receptive_field`` frames of 2D keypoints -> the current frame's 3D joints.
 
-    Every (strided) past frame becomes a token (linear embedding of :class:`PoseInput` features
-    plus a learned position embedding); a pre-norm transformer encoder mixes them with a causal
+    Every (strided) past frame becomes a token (:class:`PoseInput` features through a linear
+    layer or, with ``frame_hidden``, a per-frame residual MLP; plus a learned position embedding); a pre-norm transformer encoder mixes them with a causal
     mask, so token k only attends to frames up to k and a streaming implementation could cache
     them; the current frame's token is decoded into root-relative joints, a depth correction and
     a root offset.
@@ -188,7 +214,7 @@ class CausalTransformerLifter(nn.Module):
         self.config = config
         self.receptive_field = config.receptive_field
         self.input = PoseInput(config.joints)
-        self.embed = nn.Linear(self.input.features, config.d_model)
+        self.embed = _frame_encoder(self.input.features, config)
         self.pos = nn.Parameter(torch.zeros(1, config.tokens, config.d_model))
         nn.init.normal_(self.pos, std=0.02)
         layer = nn.TransformerEncoderLayer(
@@ -197,7 +223,10 @@ class CausalTransformerLifter(nn.Module):
         )
         self.encoder = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(config.d_model)
-        self.head = nn.Linear(config.d_model, 3 * config.joints + 3)
+        out = 3 * config.joints + 3
+        self.head = (nn.Linear(config.d_model, out) if config.head_hidden <= 0 else
+                     nn.Sequential(nn.Linear(config.d_model, config.head_hidden), nn.GELU(),
+                                   nn.Linear(config.head_hidden, out)))
         mask = torch.triu(torch.full((config.tokens, config.tokens), float("-inf")), diagonal=1)
         self.register_buffer("mask", mask, persistent=False)
         self.decode = _RootDecoder(config.joints)

@@ -40,7 +40,16 @@ def _train(args: argparse.Namespace) -> int:
     from training.config import load_config
     from training.train import train
 
-    entry = train(load_config(args.config), resume=args.resume, progress=not args.quiet)
+    cfg = load_config(args.config)
+    if args.data or args.out:
+        from dataclasses import replace
+        from pathlib import Path
+
+        if args.data:
+            cfg = replace(cfg, data=replace(cfg.data, motion=Path(args.data).resolve()))
+        if args.out:
+            cfg = replace(cfg, train=replace(cfg.train, out=Path(args.out).resolve()))
+    entry = train(cfg, resume=args.resume, progress=not args.quiet)
     if entry:
         print(f"done: validation MPJPE {entry['val_clean_mpjpe_mm']:.1f} mm (clean 2D), "
               f"{entry['val_detector_mpjpe_mm']:.1f} mm (detector noise)")
@@ -96,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
         "training/configs/). Works unchanged under `torchrun --nproc_per_node N -m training.cli train ...`.",
     )
     p.add_argument("--config", required=True, help="TOML file with [data], [model], [train]")
+    p.add_argument("--data", default=None, help="motion archive or BVH folder instead of the config's [data] motion")
+    p.add_argument("--out", default=None, help="output folder instead of the config's [train] out")
     p.add_argument("--resume", action="store_true", help="continue from <out>/state.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=_train)

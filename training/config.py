@@ -64,6 +64,9 @@ class TrainConfig:
     val_windows: int = 2048
     val_every: int = 1  # epochs
     threads: int = 0  # torch intra-op threads per process; 0 = torch's default
+    max_minutes: float = 0.0  # wall-clock budget: the schedule follows time when that is further along, and training
+    # stops after the epoch that reaches it (0 = no budget: run all epochs)
+    workers: int = 0  # processes synthesising batches in the background (GPU runs); 0 = in the training loop
     out: Path = Path("runs/lifter")
 
 

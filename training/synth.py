@@ -145,9 +145,13 @@ class Augmentation:
     flip: float = 0.5  # probability of a left/right mirror
     body_scale: tuple[float, float] = (0.85, 1.15)  # overall size, uniform
     bone_scale: float = 0.08  # each bone (left/right together) times U(1 - b, 1 + b)
+    # The camera aims this far (uniform, metres, world x/y/z) from the subject's pelvis, so the
+    # person appears anywhere in the image (off-centre people are seen obliquely; a walking user
+    # leaves the centre), sometimes partly outside it.
+    aim_offset_m: tuple[float, float, float] = (0.6, 0.3, 0.6)
 
 
-NO_AUGMENTATION = Augmentation(flip=0.0, body_scale=(1.0, 1.0), bone_scale=0.0)
+NO_AUGMENTATION = Augmentation(flip=0.0, body_scale=(1.0, 1.0), bone_scale=0.0, aim_offset_m=(0.0, 0.0, 0.0))
 
 
 def scale_bones(joints: np.ndarray, bone_factor: np.ndarray) -> np.ndarray:
@@ -265,7 +269,10 @@ def project_windows(rng: np.random.Generator, w3: np.ndarray, noise: NoiseModel 
     factor = factor * rng.uniform(*augment.body_scale, (B, 1)) * body_scale
     local = scale_bones(local, factor)
     w3 = local + root
-    cams = cameras if cameras is not None else sample_cameras_for(rng, w3, ranges)
+    if cameras is None:
+        aim = w3[:, -1, 0, :] + rng.uniform(-1.0, 1.0, (B, 3)) * np.asarray(augment.aim_offset_m)
+        cameras = sample_cameras_for(rng, w3, ranges, aim=aim)
+    cams = cameras
     pixels = cams.project(w3)  # (B, T, J, 2)
     noisy = noise.apply(rng, pixels, cams.size)
     screen = normalize_screen(noisy[..., :2], cams.size[:, None, None, 0], cams.size[:, None, None, 1])

@@ -86,11 +86,37 @@ def lifter_loss(pred: torch.Tensor, target: torch.Tensor, root_weight: float, ve
     return terms
 
 
-def _lr_at(step: int, total: int, lr: float, lr_final: float, warmup: int = 200) -> float:
+class _BatchStream(torch.utils.data.IterableDataset):
+    """Endless training batches for DataLoader workers, each with its own seeded generator."""
+
+    def __init__(self, sampler, batch_size: int, noise, seed: list[int]) -> None:
+        self.sampler, self.batch_size, self.noise, self.seed = sampler, batch_size, noise, seed
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng(self.seed + [info.id if info else 0])
+        while True:
+            b = self.sampler.make(rng, self.sampler.sample_ends(rng, self.batch_size), self.noise, Augmentation())
+            yield torch.from_numpy(b.inputs), torch.from_numpy(b.targets)
+
+
+def _batches(sampler, tc, noise, rng: np.random.Generator, seed: list[int], pin: bool):
+    """(inputs, targets) tensors forever: in-process, or from ``tc.workers`` background processes."""
+    if tc.workers <= 0:
+        while True:
+            b = sampler.make(rng, sampler.sample_ends(rng, tc.batch_size), noise, Augmentation())
+            yield torch.from_numpy(b.inputs), torch.from_numpy(b.targets)
+    loader = torch.utils.data.DataLoader(_BatchStream(sampler, tc.batch_size, noise, seed), batch_size=None,
+                                         num_workers=tc.workers, pin_memory=pin, prefetch_factor=4,
+                                         persistent_workers=True)
+    yield from loader
+
+
+def _lr_at(step: int, progress: float, lr: float, lr_final: float, warmup: int = 200) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine from ``lr`` to ``lr_final`` over ``progress`` in [0, 1]."""
     if step < warmup:
         return lr * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return lr_final + 0.5 * (lr - lr_final) * (1 + math.cos(math.pi * progress))
+    return lr_final + 0.5 * (lr - lr_final) * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 @torch.no_grad()
@@ -188,22 +214,31 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> dict[s
 
     dropout_off_epoch = math.ceil(tc.dropout_off_at * tc.epochs) if tc.dropout_off_at > 0 else None
     t_start = time.time()
+    stream = _batches(train_sampler, tc, noise, rng, [tc.seed, rank, start_epoch, 1], pin=use_cuda)
     model.train()
     entry: dict[str, Any] = {}
+    budget_s = tc.max_minutes * 60.0
+    elapsed0 = float(history[-1]["seconds"]) if history else 0.0  # resumed runs keep their clock
+
+    def progress_at(step: int) -> float:
+        by_steps = step / max(1, total_steps)
+        by_time = (elapsed0 + time.time() - t_start) / budget_s if budget_s > 0 else 0.0
+        return max(by_steps, by_time)
+
     for epoch in range(start_epoch, tc.epochs):
-        if dropout_off_epoch is not None and epoch >= dropout_off_epoch:
+        if dropout_off_epoch is not None and (epoch >= dropout_off_epoch or progress_at(epoch * tc.steps_per_epoch) >= tc.dropout_off_at):
             set_dropout(core, 0.0)
         bar = tqdm(range(tc.steps_per_epoch), desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not progress or rank != 0, leave=False)
         sums = {"mpjpe": 0.0}
         for step_in_epoch in bar:
             step = epoch * tc.steps_per_epoch + step_in_epoch
-            lr = _lr_at(step, total_steps, tc.lr, tc.lr_final)
+            lr = _lr_at(step, progress_at(step), tc.lr, tc.lr_final)
             for g in opt.param_groups:
                 g["lr"] = lr
-            batch = train_sampler.make(rng, train_sampler.sample_ends(rng, tc.batch_size), noise, Augmentation())
-            x = torch.from_numpy(batch.inputs).to(device)
+            inputs, targets = next(stream)
+            x = inputs.to(device, non_blocking=True)
             pred, frames, aux = predict_frames(model, x)
-            y = torch.from_numpy(batch.targets[:, frames]).to(device)
+            y = targets[:, frames].to(device, non_blocking=True)
             terms = lifter_loss(pred, y, tc.root_weight, tc.velocity_weight)
             loss = terms["total"]
             for a in aux:
@@ -214,19 +249,28 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> dict[s
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
-            sums["mpjpe"] += terms["mpjpe"].item()
+            sums["mpjpe"] += terms["mpjpe"].detach()
             if step_in_epoch % 10 == 0:
                 bar.set_postfix(mpjpe_mm=f"{terms['mpjpe'].item() * 1000:.1f}", lr=f"{lr:.1e}")
         bar.close()
+        stop = budget_s > 0 and progress_at(step + 1) >= 1.0
+        if distributed:  # every process stops after the same epoch
+            import torch.distributed as dist
+
+            flag = torch.tensor([float(stop)], device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            stop = bool(flag.item())
         if rank != 0:
+            if stop:
+                break
             continue
-        if (epoch + 1) % tc.val_every and epoch + 1 != tc.epochs:
+        if (epoch + 1) % tc.val_every and epoch + 1 != tc.epochs and not stop:
             continue
         clean = _validate(core, val_batches["clean"])
         det = _validate(core, val_batches["detector"])
         entry = {
-            "epoch": epoch + 1, "lr": lr, "seconds": round(time.time() - t_start, 1),
-            "train_mpjpe_mm": sums["mpjpe"] / tc.steps_per_epoch * 1000,
+            "epoch": epoch + 1, "lr": lr, "seconds": round(elapsed0 + time.time() - t_start, 1),
+            "train_mpjpe_mm": float(sums["mpjpe"]) / tc.steps_per_epoch * 1000,
             "val_clean_mpjpe_mm": clean["mpjpe_mm"], "val_detector_mpjpe_mm": det["mpjpe_mm"],
             "val_detector_root_error_mm": det["root_error_mm"],
         }
@@ -243,6 +287,10 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> dict[s
                    out / "state.pt")
         (out / "history.json").write_text(json.dumps(history, indent=1))
         _plot(history, out / "curves.png")
+        if stop:
+            if progress:
+                print(f"time budget of {tc.max_minutes:g} min reached after epoch {epoch + 1}", flush=True)
+            break
     if distributed:
         import torch.distributed as dist
 
