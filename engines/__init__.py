@@ -1,0 +1,17 @@
+"""posestream engines: models, checkpoints and the runtime that runs them.
+
+``engines.load(source, backend="auto")`` returns an :class:`engines.runtime.Engine`
+(imported lazily, so ``import engines`` stays light).
+"""
+
+from __future__ import annotations
+
+__all__ = ["load", "Engine", "EngineError", "BACKENDS"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from engines import runtime
+
+        return getattr(runtime, name)
+    raise AttributeError(f"module 'engines' has no attribute {name!r}")

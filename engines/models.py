@@ -243,7 +243,7 @@ class CausalTransformerLifter(nn.Module):
         x = x[:, (self.receptive_field - 1) % stride :: stride] if stride > 1 else x
         feats, centre, rms = self.input(x)
         h = self.embed(feats) + self.pos
-        h = self.encoder(h, mask=self.mask)
+        h = self.encoder(h, mask=self.mask, is_causal=True)
         return h, centre, rms
 
     def forward_sequence(self, x: torch.Tensor) -> torch.Tensor:

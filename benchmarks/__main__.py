@@ -1,0 +1,25 @@
+"""``python -m benchmarks <name> [options]``: run one benchmark (``engines``, ``skeleton_widths``)."""
+
+from __future__ import annotations
+
+import sys
+
+NAMES = ("engines", "skeleton_widths")
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in NAMES:
+        print(f"usage: python -m benchmarks {{{','.join(NAMES)}}} [options]", file=sys.stderr)
+        return 2
+    if argv[0] == "engines":
+        from benchmarks.engines import main as run
+
+        return run(argv[1:])
+    from benchmarks.skeleton_widths import main as widths
+
+    widths()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

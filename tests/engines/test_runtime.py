@@ -1,0 +1,187 @@
+"""Engines on the CPU: ONNX build and cache, ONNX Runtime and torch backends, verify, CLI, failures."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+import engines
+from engines.artifacts import EngineError, read_manifest
+from engines.build import build, example_input
+from engines.checkpoint import load_checkpoint, save_checkpoint
+from engines.cli import main as engines_main
+from engines.models import TransformerConfig, build_model
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("POSESTREAM_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "engines"
+
+
+@pytest.fixture(scope="module")
+def small_ckpt(tmp_path_factory):
+    """A small transformer (fast to export) with real structure: per-frame MLP, causal layers."""
+    torch.manual_seed(0)
+    cfg = TransformerConfig(receptive_field=9, d_model=32, layers=2, heads=2, frame_hidden=64, head_hidden=64)
+    path = tmp_path_factory.mktemp("ckpt") / "small.safetensors"
+    save_checkpoint(path, build_model(cfg), {"training": {"note": "test"}})
+    return path
+
+
+def _eager(ckpt, x: np.ndarray) -> np.ndarray:
+    model, _ = load_checkpoint(ckpt)
+    with torch.no_grad():
+        return model.eval()(torch.from_numpy(x)).numpy()
+
+
+def test_onnx_build_is_cached_and_matches_torch(cache, small_ckpt):
+    m = build(small_ckpt, "onnx", max_batch=4)
+    assert m.folder.parent == cache and m.folder.name.startswith("onnx-fp32-")
+    assert m.artifact.name == "model.onnx" and m.receptive_field == 9
+    assert m.doc["device"]["kind"] == "cpu" and m.doc["versions"]["onnx"]
+    mtime = m.artifact.stat().st_mtime_ns
+    again = build(small_ckpt, "onnx", max_batch=4)
+    assert again.folder == m.folder and again.artifact.stat().st_mtime_ns == mtime  # cache hit, no rebuild
+    other = build(small_ckpt, "onnx", max_batch=8)
+    assert other.folder != m.folder  # the batch limit is part of the key
+
+    engine = engines.load(m.folder)
+    assert engine.backend == "onnxruntime" and engine.receptive_field == 9 and engine.max_batch == 4
+    x = example_input(10, 9, seed=3).numpy()  # more than max_batch: runs in chunks
+    got = engine.infer(x)
+    assert got.shape == (10, 17, 3)
+    np.testing.assert_allclose(got, _eager(small_ckpt, x), atol=1e-5)
+    spec = engine.input_spec()
+    assert spec["shape"] == ["batch", 9, 17, 3] and spec["output"]["units"] == "m"
+
+
+def test_load_checkpoint_backends_agree_and_auto_is_onnxruntime_on_cpu(cache):
+    x = example_input(3, 27, seed=1).numpy()
+    eager = engines.load("default", backend="torch")
+    auto = engines.load("default")
+    assert eager.backend == "torch" and auto.backend == "onnxruntime"
+    np.testing.assert_allclose(auto.infer(x), eager.infer(x), atol=1e-4)
+
+
+def test_missing_tensorrt_falls_back_with_one_log_line(cache, small_ckpt, caplog):
+    with caplog.at_level(logging.WARNING, logger="posestream.engines"):
+        engine = engines.load(small_ckpt, backend="tensorrt")
+    assert engine.backend == "onnxruntime"
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "tensorrt unavailable" in lines[0] and "onnxruntime" in lines[0]
+
+
+def test_nan_joints_are_missing_and_bad_shapes_are_refused(cache, small_ckpt):
+    engine = engines.load(small_ckpt, backend="onnxruntime")
+    x = example_input(2, 9, seed=5).numpy()
+    holes = x.copy()
+    holes[:, :, 4, :] = np.nan
+    missing = x.copy()
+    missing[:, :, 4, :] = 0.0
+    np.testing.assert_allclose(engine.infer(holes), engine.infer(missing), atol=1e-6)
+    assert np.isfinite(engine.infer(holes)).all()
+    with pytest.raises(EngineError, match=r"\(batch, 9, 17, 3\)"):
+        engine.infer(x[:, :5])
+
+
+def test_corrupt_engine_fails_clearly(cache, small_ckpt):
+    m = build(small_ckpt, "onnx", max_batch=2)
+    m.artifact.write_bytes(b"not an onnx graph")
+    with pytest.raises(EngineError, match="rebuild it with `engines build"):
+        engines.load(m.folder)
+    (m.folder / "manifest.json").write_text("{broken")
+    with pytest.raises(EngineError, match="corrupt engine manifest"):
+        engines.load(m.folder)
+
+
+def test_engine_from_other_library_version_is_rebuilt_or_refused(cache, small_ckpt, tmp_path, caplog):
+    m = build(small_ckpt, "onnx", max_batch=2, out=tmp_path / "eng")
+    doc = json.loads((m.folder / "manifest.json").read_text())
+    doc["versions"]["onnx"] = "0.0.1"
+    (m.folder / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(EngineError, match="built with onnx 0.0.1.*engines build --checkpoint"):
+        engines.load(m.folder, rebuild=False)
+    with caplog.at_level(logging.WARNING, logger="posestream.engines"):
+        engine = engines.load(m.folder)  # source checkpoint known: rebuilt into the cache
+    assert "rebuilding onnx engine" in caplog.text
+    assert engine.backend == "onnxruntime" and engine.source != str(m.folder)
+    # without the source checkpoint the only way out is the command to run
+    doc["model"]["checkpoint"] = str(tmp_path / "gone.safetensors")
+    (m.folder / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(EngineError, match="rebuild it with"):
+        engines.load(m.folder)
+
+
+def test_gpu_engine_on_a_machine_without_gpu_says_what_to_run(cache, small_ckpt, tmp_path):
+    m = build(small_ckpt, "onnx", max_batch=2, out=tmp_path / "eng")
+    doc = json.loads((m.folder / "manifest.json").read_text())
+    doc.update(target="aoti", artifact="model.onnx",
+               device={"kind": "cuda", "name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"})
+    doc["model"]["checkpoint"] = None
+    (m.folder / "manifest.json").write_text(json.dumps(doc))
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(EngineError, match="built for the GPU NVIDIA H100.*engines build"):
+        engines.load(m.folder)
+
+
+def test_requests_that_cannot_work_here(cache, small_ckpt, tmp_path):
+    with pytest.raises(EngineError, match="FP16 ONNX"):
+        build(small_ckpt, "onnx", precision="fp16")
+    with pytest.raises(EngineError, match="unknown target"):
+        build(small_ckpt, "openvino")
+    with pytest.raises(EngineError, match="unknown backend"):
+        engines.load(small_ckpt, backend="coreml")
+    keep = tmp_path / "mine"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("user data")
+    with pytest.raises(EngineError, match="not an engine folder"):
+        build(small_ckpt, "onnx", out=keep)
+    assert (keep / "notes.txt").read_text() == "user data"
+    if not torch.cuda.is_available():
+        with pytest.raises(EngineError, match="needs a CUDA GPU"):
+            build(small_ckpt, "aoti")
+
+
+def test_cli_build_info_verify(cache, small_ckpt, tmp_path, capsys, cmu_archive_path):
+    out = tmp_path / "eng"
+    assert engines_main(["build", "--checkpoint", str(small_ckpt), "--target", "onnx", "--max-batch", "16",
+                         "--out", str(out)]) == 0
+    assert read_manifest(out).max_batch == 16
+    assert engines_main(["build", "--checkpoint", str(small_ckpt), "--target", "onnx"]) == 0
+    capsys.readouterr()
+    assert engines_main(["info", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["engines"]
+    assert len(listed) == 1 and listed[0]["target"] == "onnx" and listed[0]["usable_here"]
+
+    # real mocap projected to 2D (the prepared CMU archive)
+    assert engines_main(["verify", "--engine", str(out), "--data", str(cmu_archive_path), "--windows", "64",
+                         "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["passed"] and report["max_abs_error_m"] < 1e-4 and report["windows"] == 64
+
+    # a user's keypoints file, and an engine that does not match its reference: exit 1
+    frames = example_input(1, 40, seed=9).numpy()[0]
+    np.savez(tmp_path / "kp.npz", keypoints=frames)
+    other = tmp_path / "other.safetensors"
+    torch.manual_seed(1)
+    save_checkpoint(other, build_model(load_checkpoint(small_ckpt)[0].config), {})
+    doc = json.loads((out / "manifest.json").read_text())
+    from engines.artifacts import file_sha256
+
+    doc["model"].update(checkpoint=str(other), sha256=file_sha256(other))
+    (out / "manifest.json").write_text(json.dumps(doc))
+    assert engines_main(["verify", "--engine", str(out), "--data", str(tmp_path / "kp.npz")]) == 1
+    assert capsys.readouterr().out.startswith("FAIL")
+
+
+def test_cli_errors_are_one_sentence(cache, tmp_path, capsys):
+    assert engines_main(["verify", "--engine", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "engines build" in err and "Traceback" not in err
+    assert engines_main(["build", "--checkpoint", str(tmp_path / "missing.safetensors"), "--target", "onnx"]) == 2
