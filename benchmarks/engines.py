@@ -49,7 +49,7 @@ def _checkpoint_for(window: int, folder: Path) -> str:
     from engines.checkpoint import load_checkpoint, save_checkpoint
     from engines.models import build_model
 
-    model, meta = load_checkpoint("default")
+    model, _meta = load_checkpoint("default")
     if window == model.receptive_field:
         return "default"
     stride = {81: 3, 243: 9}.get(window, 1)
@@ -110,7 +110,7 @@ def run(windows: list[int], iterations: int, batch_large: int = 64, progress: bo
             ckpt = _checkpoint_for(window, Path(tmp))
             try:
                 engine = engines.load(ckpt, **kw)
-            except Exception as exc:  # a backend that cannot run here is reported, not fatal
+            except Exception as exc:  # noqa: BLE001 - a backend that cannot run here is reported, not fatal
                 results.append({"window": window, "backend": name, "error": str(exc).splitlines()[0]})
                 continue
             row = {"window": window, "backend": name, "batch1": time_engine(engine, window, iterations)}
@@ -142,8 +142,8 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, GPU {m['gpu'] or 'none'}; torch {m['torch']}, "
-             f"onnxruntime {m['onnxruntime']}; {report['iterations']} timed calls per batch-1 row.", "",
+    lines = [(f"Machine: {m['cpu']}, {m['cores']} cores, GPU {m['gpu'] or 'none'}; torch {m['torch']}, "
+             f"onnxruntime {m['onnxruntime']}; {report['iterations']} timed calls per batch-1 row."), "",
              "| window | backend | batch 1 p50 ms | p95 ms | p99 ms | batch 64 windows/s |",
              "| --- | --- | --- | --- | --- | --- |"]
     for r in report["results"]:

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-__all__ = ["load", "Engine", "EngineError", "BACKENDS"]
+__all__ = ["BACKENDS", "Engine", "EngineError", "load"]
 
 
 def __getattr__(name: str):

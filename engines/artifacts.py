@@ -32,19 +32,19 @@ from typing import Any
 from engines.fileio import atomic_path
 
 __all__ = [
-    "EngineError",
-    "TARGETS",
     "ARTIFACT_NAMES",
+    "TARGETS",
+    "EngineError",
     "Manifest",
-    "cache_root",
-    "file_sha256",
-    "device_fingerprint",
-    "library_versions",
     "cache_key",
-    "write_manifest",
-    "read_manifest",
-    "list_cache",
+    "cache_root",
     "compatibility_problem",
+    "device_fingerprint",
+    "file_sha256",
+    "library_versions",
+    "list_cache",
+    "read_manifest",
+    "write_manifest",
 ]
 
 MANIFEST_FORMAT = "posestream-engine"
@@ -101,7 +101,7 @@ def _version(module: str) -> str | None:
     except metadata.PackageNotFoundError:
         try:
             return str(__import__(module).__version__)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a broken install has no usable version
             return None
 
 

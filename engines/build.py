@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,7 +41,7 @@ from engines.artifacts import (
 from engines.checkpoint import load_checkpoint, resolve_checkpoint
 from engines.skeleton import CANONICAL
 
-__all__ = ["PRECISIONS", "build", "choose_target", "export_onnx", "example_input", "Log"]
+__all__ = ["PRECISIONS", "Log", "build", "choose_target", "example_input", "export_onnx"]
 
 PRECISIONS = ("fp32", "fp16")
 INPUT_NAME, OUTPUT_NAME = "keypoints", "joints"
@@ -97,10 +98,12 @@ def export_onnx(model: nn.Module, path: Path, frames: int, max_batch: int, opset
     x = example_input(2, frames)
     # with autograd on, torch's fused inference kernels for the encoder (no ONNX equivalent) stay off
     try:
-        torch.onnx.export(model, (x,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                          opset_version=opset, dynamo=False)
-    except Exception as exc:  # the exporter raises many types; the user needs one sentence
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer notes on shape checks that are constant here
+            torch.onnx.export(model, (x,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                              dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                              opset_version=opset, dynamo=False)
+    except Exception as exc:  # noqa: BLE001 - the exporter raises many types; the user needs one sentence
         raise EngineError(f"ONNX export failed: {str(exc).splitlines()[0]}") from None
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
     import onnxruntime as ort

@@ -30,12 +30,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from engines.artifacts import EngineError, Manifest, compatibility_problem, read_manifest
+from engines.artifacts import (
+    EngineError,
+    Manifest,
+    compatibility_problem,
+    read_manifest,
+)
 from engines.checkpoint import load_checkpoint, resolve_checkpoint
 from engines.models import sanitize_keypoints
 from engines.skeleton import CANONICAL
 
-__all__ = ["BACKENDS", "Engine", "load", "EngineError"]
+__all__ = ["BACKENDS", "Engine", "EngineError", "load"]
 
 log = logging.getLogger("posestream.engines")
 
@@ -100,6 +105,7 @@ class _CudaGraphs:
 
     def __init__(self, fn, example_shape: tuple[int, ...], max_graphs: int = 8) -> None:
         self.fn = fn
+        self.disabled = False
         self.shape = example_shape[1:]
         self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
         self.max_graphs = max_graphs
@@ -108,23 +114,33 @@ class _CudaGraphs:
         b = x.shape[0]
         entry = self.graphs.get(b)
         if entry is None:
-            if len(self.graphs) >= self.max_graphs:
+            if self.disabled or len(self.graphs) >= self.max_graphs:
                 return self.fn(x)
-            static_in = x.clone()
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(3):
-                    self.fn(static_in)
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                static_out = self.fn(static_in)
-            entry = self.graphs[b] = (graph, static_in, static_out)
+            try:
+                entry = self._capture(x)
+            except Exception as exc:  # noqa: BLE001 - the callable does something a graph cannot hold: run it directly
+                self.disabled = True
+                log.warning("CUDA graph capture failed (%s); running without CUDA graphs", str(exc).splitlines()[0])
+                torch.cuda.synchronize()
+                return self.fn(x)
         graph, static_in, static_out = entry
         static_in.copy_(x)
         graph.replay()
         return static_out.clone()
+
+    def _capture(self, x: torch.Tensor):
+        static_in = x.clone()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                self.fn(static_in)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = self.fn(static_in)
+        entry = self.graphs[x.shape[0]] = (graph, static_in, static_out)
+        return entry
 
 
 class TorchEngine(Engine):
@@ -161,7 +177,7 @@ class OnnxRuntimeEngine(Engine):
             opts.intra_op_num_threads = threads
         try:
             self.session = ort.InferenceSession(str(manifest.artifact), opts, providers=providers)
-        except Exception as exc:  # onnxruntime raises its own types for corrupt files
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for corrupt files
             raise EngineError(f"{manifest.artifact}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]}); "
                               f"rebuild it with `engines build --target onnx`") from None
         used = self.session.get_providers()[0]
@@ -179,7 +195,7 @@ class AOTIEngine(Engine):
     def __init__(self, manifest: Manifest, cuda_graphs: bool = True) -> None:
         try:
             runner = torch._inductor.aoti_load_package(str(manifest.artifact))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - torch raises many types here
             raise EngineError(f"{manifest.artifact}: AOTInductor cannot load it ({str(exc).splitlines()[0]}); "
                               f"rebuild it with `engines build --target aoti`") from None
         super().__init__(manifest.receptive_field, manifest.max_batch, "cuda", manifest.precision, str(manifest.folder))

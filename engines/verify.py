@@ -20,7 +20,7 @@ import torch
 from engines.artifacts import EngineError, file_sha256, read_manifest
 from engines.checkpoint import load_checkpoint
 
-__all__ = ["TOLERANCE_M", "verify", "real_windows", "default_motion_source"]
+__all__ = ["TOLERANCE_M", "default_motion_source", "real_windows", "verify"]
 
 TOLERANCE_M = {"fp32": 1e-4, "fp16": 2e-3}
 
@@ -88,7 +88,7 @@ def verify(engine_path: str | os.PathLike, data: str | os.PathLike | None = None
     tol = TOLERANCE_M[manifest.precision]
     result = {
         "engine": str(manifest.folder), "backend": engine.backend, "target": manifest.target,
-        "precision": manifest.precision, "windows": int(len(x)),
+        "precision": manifest.precision, "windows": len(x),
         "max_abs_error_m": float(err.max()), "mean_abs_error_m": float(err.mean()),
         "tolerance_m": tol, "passed": bool(err.max() <= tol),
     }
