@@ -105,8 +105,13 @@ def _version(module: str) -> str | None:
             return None
 
 
+def _models_fingerprint() -> str:
+    """Changes whenever the model code changes: an engine traces the code as well as the weights."""
+    return file_sha256(Path(__file__).with_name("models.py"))[:12]
+
+
 def library_versions(target: str) -> dict[str, str | None]:
-    out: dict[str, str | None] = {"posestream-engine": str(MANIFEST_VERSION)}
+    out: dict[str, str | None] = {"posestream-engine": str(MANIFEST_VERSION), "posestream-models": _models_fingerprint()}
     for lib in _TARGET_LIBRARIES[target]:
         out[lib] = _version(lib)
     if target in _GPU_TARGETS:

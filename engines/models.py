@@ -259,13 +259,30 @@ class CausalTransformerLifter(nn.Module):
         out = self.decode(raw, centre.reshape(B * N, 2), rms.reshape(B * N))
         return out.view(B, N, self.config.joints, 3)
 
+    def _encode_current(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Like :meth:`_encode`, but the last layer computes the current token only (the other
+        tokens' last-layer outputs are never used at inference): same result, ~10% fewer FLOPs."""
+        _check_input(x, self.receptive_field, self.config.joints)
+        stride = self.config.token_stride
+        x = x[:, (self.receptive_field - 1) % stride :: stride] if stride > 1 else x
+        feats, centre, rms = self.input(x)
+        h = self.embed(feats) + self.pos
+        *first, last = self.encoder.layers
+        for layer in first:
+            h = layer(h, src_mask=self.mask, is_causal=True)
+        a = last.norm1(h)
+        attn = last.self_attn(a[:, -1:], a, a, need_weights=False)[0]  # the last token sees every frame
+        y = h[:, -1] + last.dropout1(attn[:, 0])
+        y = y + last.dropout2(last.linear2(last.dropout(last.activation(last.linear1(last.norm2(y))))))
+        return y, centre[:, -1], rms[:, -1]
+
     def forward(self, x: torch.Tensor, dense: bool = False) -> torch.Tensor:
         """(B, J, 3) for the current frame; ``dense=True``: :meth:`forward_sequence`."""
         if dense:
             return self.forward_sequence(x)
-        h, centre, rms = self._encode(x)
-        raw = self.head(self.norm(h[:, -1]))
-        return self.decode(raw, centre[:, -1], rms[:, -1])
+        h, centre, rms = self._encode_current(x)
+        raw = self.head(self.norm(h))
+        return self.decode(raw, centre, rms)
 
 
 class _ResidualBlock(nn.Module):

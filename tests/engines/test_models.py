@@ -65,6 +65,17 @@ def test_transformer_is_causal_and_dense_matches_last():
     assert not torch.allclose(dense[:, 20:], dense2[:, 20:], atol=1e-4)
 
 
+def test_current_frame_shortcut_equals_the_full_encoder_for_the_shipped_architecture():
+    """At inference the last layer computes only the current token; it must equal the full pass."""
+    torch.manual_seed(1)
+    cfg = TransformerConfig(receptive_field=81, token_stride=3, d_model=32, layers=3, heads=2,
+                            frame_hidden=64, head_hidden=64)
+    m = build_model(cfg).eval()
+    x = _inputs(3, 81)
+    with torch.no_grad():
+        assert torch.allclose(m(x), m(x, dense=True)[:, -1], atol=1e-5)
+
+
 def test_strided_tokens_end_at_the_current_frame():
     m = build_model(TransformerConfig(receptive_field=81, token_stride=3, d_model=32, layers=1, heads=2))
     frames = m.token_frames()
