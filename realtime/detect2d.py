@@ -1,0 +1,100 @@
+"""2D detection: an image -> canonical 2D keypoints with confidence, per person.
+
+Output convention (what the lifter takes, see ``engines.models``): ``keypoints`` (P, 17, 3) as
+(u, v, confidence) in *screen coordinates* (pixels rescaled so the longer image side spans
+[-1, 1], centred), ``pixels`` (P, 17, 2) the same points in pixels, ``ids`` (P,) person ids that
+stay the same while a person is tracked. A detector that loses a joint gives it confidence 0;
+NaN coordinates never leave this module.
+
+Backends: ``mediapipe`` (MediaPipe Pose 0.10.21 on the CPU, one person, video mode, the full
+landmark model: the only one bundled in the wheel). The BlazePose port for the GPU plugs in here.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from engines.camera import normalize_screen
+from engines.skeleton import CANONICAL, MEDIAPIPE_TO_CANONICAL
+
+__all__ = ["DETECTORS", "Detection", "MediaPipeDetector", "make_detector"]
+
+DETECTORS = ("mediapipe",)
+
+
+@dataclass
+class Detection:
+    keypoints: np.ndarray  # (P, 17, 3) float32 screen u, v, confidence
+    pixels: np.ndarray  # (P, 17, 2) float32
+    ids: np.ndarray  # (P,) int64
+    scores: np.ndarray  # (P,) float32 person confidence
+    t_start_ns: int = 0
+    t_end_ns: int = 0
+
+    @classmethod
+    def empty(cls) -> Detection:
+        J = CANONICAL.num_joints
+        return cls(np.zeros((0, J, 3), np.float32), np.zeros((0, J, 2), np.float32),
+                   np.zeros(0, np.int64), np.zeros(0, np.float32))
+
+    @property
+    def persons(self) -> int:
+        return int(self.keypoints.shape[0])
+
+
+class MediaPipeDetector:
+    """MediaPipe Pose in video mode (tracking between frames), mapped to the canonical joints."""
+
+    name = "mediapipe"
+
+    def __init__(self, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5) -> None:
+        import mediapipe as mp
+
+        self._pose = mp.solutions.pose.Pose(static_image_mode=False, model_complexity=1, smooth_landmarks=False,
+                                            min_detection_confidence=min_detection_confidence,
+                                            min_tracking_confidence=min_tracking_confidence)
+        self._next_id = 0
+        self._tracking = False
+
+    def detect(self, image_bgr: np.ndarray) -> Detection:
+        import cv2
+
+        t0 = time.monotonic_ns()
+        h, w = image_bgr.shape[:2]
+        result = self._pose.process(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB))
+        if result.pose_landmarks is None:
+            self._tracking = False
+            det = Detection.empty()
+        else:
+            if not self._tracking:  # a new person (or the same one after being lost): a new id
+                self._next_id += 1
+                self._tracking = True
+            lm = result.pose_landmarks.landmark
+            px = np.array([[p.x * w, p.y * h] for p in lm], dtype=np.float64)
+            vis = np.array([p.visibility for p in lm], dtype=np.float64)
+            canon = MEDIAPIPE_TO_CANONICAL(px)
+            conf = MEDIAPIPE_TO_CANONICAL.confidence(vis)
+            bad = ~np.isfinite(canon).all(axis=-1) | ~np.isfinite(conf)
+            conf = np.where(bad, 0.0, np.clip(conf, 0.0, 1.0))
+            canon = np.where(bad[:, None], 0.0, canon)
+            uv = normalize_screen(canon, w, h)
+            kp = np.concatenate([np.where(conf[:, None] > 0, uv, 0.0), conf[:, None]], axis=-1)
+            det = Detection(kp[None].astype(np.float32), canon[None].astype(np.float32),
+                            np.array([self._next_id], np.int64), np.array([float(conf.mean())], np.float32))
+        det.t_start_ns, det.t_end_ns = t0, time.monotonic_ns()
+        return det
+
+    def close(self) -> None:
+        self._pose.close()
+
+
+def make_detector(name: str):
+    """A detector by name; ``ValueError`` naming the choices for an unknown one."""
+    if name == "mediapipe":
+        return MediaPipeDetector()
+    if name == "blazepose":
+        raise ValueError("detector 'blazepose' (MediaPipe's networks on the GPU) is not ported yet; use --detector mediapipe")
+    raise ValueError(f"unknown detector {name!r}; choose one of: {', '.join(DETECTORS)}")

@@ -1,0 +1,286 @@
+"""The streaming pipeline: the only module that knows about threads and queues.
+
+Four threads joined by bounded queues::
+
+    capture --q1--> detect (2D) --q2--> lift (3D) --q3--> smooth + publish (+ record, status)
+
+Queue policy: a live source (a camera, a stream, or a file replayed at its native rate) keeps
+only the newest item in each queue: when a stage falls behind, the oldest waiting frame is
+dropped (and counted), so latency never accumulates. ``--fast`` file runs block instead, so
+every frame is processed. Each packet carries monotonic timestamps taken at capture, detection
+start and end, lift end and publish; they go out in every message.
+
+Stopping: ``stop`` (an Event, set by Ctrl-C) ends every loop within about 0.1 s plus the stage's
+current work; the end of a file (without ``--loop``) or ``max_frames`` flows through the queues
+as an end marker so every frame already captured is still published and recorded. An exception
+in any stage stops the others, the recording is flushed, and :meth:`Pipeline.run` re-raises it.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engines.skeleton import CANONICAL
+
+__all__ = ["PipelineConfig", "Pipeline", "PipelineStats", "Recorder"]
+
+_END = object()
+_TICK_S = 0.1
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    max_frames: int | None = None
+    record: Path | None = None
+    status: bool = True
+    live: bool = True  # drop stale frames (cameras, paced files); False: process every frame (--fast)
+
+
+@dataclass
+class _Packet:
+    frame: int
+    image: np.ndarray | None
+    t: dict[str, int | None]
+    keypoints: np.ndarray | None = None
+    ids: np.ndarray | None = None
+    scores: np.ndarray | None = None
+    joints: np.ndarray | None = None
+
+
+@dataclass
+class PipelineStats:
+    captured: int = 0
+    published: int = 0
+    with_person: int = 0
+    dropped: dict[str, int] = field(default_factory=lambda: {"detect": 0, "lift": 0, "publish": 0})
+    latency_ms: list[float] = field(default_factory=list)  # capture -> publish
+    detect_ms: list[float] = field(default_factory=list)
+    lift_ms: list[float] = field(default_factory=list)
+    smooth_publish_ms: list[float] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        def pct(values: list[float]) -> dict[str, float] | None:
+            if not values:
+                return None
+            a = np.asarray(values)
+            return {"p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)),
+                    "p99": float(np.percentile(a, 99))}
+
+        return {"captured": self.captured, "published": self.published, "with_person": self.with_person,
+                "dropped": dict(self.dropped), "fps": self.published / self.wall_s if self.wall_s else 0.0,
+                "latency_ms": pct(self.latency_ms), "detect_ms": pct(self.detect_ms), "lift_ms": pct(self.lift_ms),
+                "smooth_publish_ms": pct(self.smooth_publish_ms), "wall_s": self.wall_s}
+
+
+class Recorder:
+    """Everything published, kept in memory and written once as ``.npz`` (atomically) at the end.
+
+    Arrays: ``frame``, ``t_capture_ns``, ``t_publish_ns``, ``persons`` (per message); ``joints``
+    (rows, 17, 3) metres camera frame, ``row_message`` (the message index of each row),
+    ``person_id``, ``joint_confidence`` (rows, 17); ``joint_names``.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.meta: list[tuple[int, int, int, int]] = []
+        self.rows: list[np.ndarray] = []
+        self.row_msg: list[int] = []
+        self.ids: list[int] = []
+        self.conf: list[np.ndarray] = []
+
+    def add(self, header: dict[str, Any], joints: np.ndarray) -> None:
+        k = len(self.meta)
+        self.meta.append((header["frame"], header["t_capture_ns"] or 0, header["t_publish_ns"], len(joints)))
+        for person, row in zip(header["persons"], joints):
+            self.rows.append(row)
+            self.row_msg.append(k)
+            self.ids.append(int(person["id"]))
+            self.conf.append(np.asarray(person["joint_confidence"], np.float32))
+
+    def write(self) -> Path:
+        from engines.fileio import atomic_path
+
+        meta = np.asarray(self.meta, np.int64).reshape(-1, 4)
+        J = CANONICAL.num_joints
+        with atomic_path(self.path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, frame=meta[:, 0], t_capture_ns=meta[:, 1], t_publish_ns=meta[:, 2], persons=meta[:, 3],
+                     joints=np.asarray(self.rows, np.float32).reshape(-1, J, 3),
+                     row_message=np.asarray(self.row_msg, np.int64), person_id=np.asarray(self.ids, np.int64),
+                     joint_confidence=np.asarray(self.conf, np.float32).reshape(-1, J),
+                     joint_names=np.asarray(CANONICAL.joint_names))
+        return self.path
+
+
+class Pipeline:
+    """Wires a frame source, a 2D detector, a lifter, a smoother and a publisher into threads.
+
+    Every component is a plain object: ``source.read() -> Frame | None``, ``detector.detect(image)
+    -> Detection``, ``lifter(keypoints, ids) -> (P, 17, 3)``, ``smoother(dict id -> (17, 3), t_ns)
+    -> dict`` (or None), ``publisher.send(joints, frame=, timestamps=, persons=) -> header``.
+    """
+
+    def __init__(self, config: PipelineConfig, source, detector, lifter, publisher, smoother=None) -> None:
+        self.config = config
+        self.source, self.detector, self.lifter = source, detector, lifter
+        self.publisher, self.smoother = publisher, smoother
+        depth = 1 if config.live else 8
+        self.q1: queue.Queue = queue.Queue(depth)
+        self.q2: queue.Queue = queue.Queue(depth)
+        self.q3: queue.Queue = queue.Queue(depth)
+        self.stats = PipelineStats()
+        self.recorder = Recorder(config.record) if config.record else None
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._recent: deque[tuple[float, float, float, float, int]] = deque(maxlen=256)
+
+    # --- queue policy ---------------------------------------------------------------------------
+    def _put(self, q: queue.Queue, item: Any, stage: str) -> None:
+        if item is _END or not self.config.live:
+            while not self._stop.is_set():
+                try:
+                    q.put(item, timeout=_TICK_S)
+                    return
+                except queue.Full:
+                    continue
+            return
+        while True:  # live: newest wins
+            try:
+                q.put_nowait(item)
+                return
+            except queue.Full:
+                try:
+                    old = q.get_nowait()
+                except queue.Empty:
+                    continue
+                if old is _END:  # never drop the end marker
+                    q.put_nowait(old)
+                    return
+                self.stats.dropped[stage] += 1
+
+    def _get(self, q: queue.Queue) -> Any:
+        while not self._stop.is_set():
+            try:
+                return q.get(timeout=_TICK_S)
+            except queue.Empty:
+                continue
+        return _END
+
+    # --- stages -----------------------------------------------------------------------------------
+    def _capture(self) -> None:
+        n = 0
+        while not self._stop.is_set():
+            if self.config.max_frames is not None and n >= self.config.max_frames:
+                break
+            frame = self.source.read()
+            if frame is None:
+                break
+            n += 1
+            self.stats.captured = n
+            t = {"t_capture_ns": frame.t_capture_ns, "t_detect_start_ns": None, "t_detect_end_ns": None,
+                 "t_lift_end_ns": None}
+            self._put(self.q1, _Packet(frame.index, frame.image, t), "detect")
+        self._put(self.q1, _END, "detect")
+
+    def _detect(self) -> None:
+        while (p := self._get(self.q1)) is not _END:
+            det = self.detector.detect(p.image)
+            p.image = None
+            p.t["t_detect_start_ns"], p.t["t_detect_end_ns"] = det.t_start_ns, det.t_end_ns
+            p.keypoints, p.ids, p.scores = det.keypoints, det.ids, det.scores
+            self._put(self.q2, p, "lift")
+        self._put(self.q2, _END, "lift")
+
+    def _lift(self) -> None:
+        while (p := self._get(self.q2)) is not _END:
+            p.joints = self.lifter(p.keypoints, p.ids)
+            p.t["t_lift_end_ns"] = time.monotonic_ns()
+            self._put(self.q3, p, "publish")
+        self._put(self.q3, _END, "publish")
+
+    def _publish(self) -> None:
+        last_status = time.monotonic()
+        while (p := self._get(self.q3)) is not _END:
+            t0 = time.monotonic_ns()
+            joints = p.joints
+            if self.smoother is not None:
+                smoothed = self.smoother({int(i): j for i, j in zip(p.ids, joints)}, p.t["t_capture_ns"])
+                joints = np.stack([smoothed[int(i)] for i in p.ids]).astype(np.float32) if len(p.ids) else joints
+            persons = [{"id": int(i), "confidence": float(s), "joint_confidence": [round(float(c), 4) for c in kp[:, 2]]}
+                       for i, s, kp in zip(p.ids, p.scores, p.keypoints)]
+            header = self.publisher.send(np.ascontiguousarray(joints, np.float32), frame=p.frame, timestamps=p.t,
+                                         persons=persons)
+            if self.recorder is not None:
+                self.recorder.add(header, joints)
+            self._account(p, header, t0)
+            if self.config.status and time.monotonic() - last_status >= 1.0:
+                last_status = time.monotonic()
+                self._status_line()
+        if self.config.status:
+            self._status_line(final=True)
+
+    def _account(self, p: _Packet, header: dict[str, Any], t0: int) -> None:
+        s = self.stats
+        s.published += 1
+        s.with_person += int(len(p.ids) > 0)
+        t, tp = p.t, header["t_publish_ns"]
+        s.latency_ms.append((tp - t["t_capture_ns"]) / 1e6)
+        s.detect_ms.append((t["t_detect_end_ns"] - t["t_detect_start_ns"]) / 1e6)
+        s.lift_ms.append((t["t_lift_end_ns"] - t["t_detect_end_ns"]) / 1e6)
+        s.smooth_publish_ms.append((time.monotonic_ns() - t0) / 1e6)
+        self._recent.append((time.monotonic(), s.latency_ms[-1], s.detect_ms[-1], s.lift_ms[-1], len(p.ids)))
+
+    def _status_line(self, final: bool = False) -> None:
+        now = time.monotonic()
+        recent = [r for r in self._recent if now - r[0] <= 1.0]
+        if not recent:
+            return
+        lat, det, lift = (np.median([r[i] for r in recent]) for i in (1, 2, 3))
+        dropped = sum(self.stats.dropped.values())
+        line = (f"{len(recent):3d} fps | capture->publish {lat:6.1f} ms | detect {det:5.1f} ms | lift {lift:5.2f} ms"
+                f" | persons {recent[-1][4]} | dropped {dropped}")
+        end = "\n" if final or not sys.stderr.isatty() else "\r"
+        print(line, end=end, file=sys.stderr, flush=True)
+
+    # --- running ----------------------------------------------------------------------------------
+    def _guard(self, fn) -> None:
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to run(), which re-raises it
+            if self.error is None:
+                self.error = exc
+            self._stop.set()
+
+    def run(self, stop: threading.Event | None = None) -> PipelineStats:
+        """Run until the source ends, ``max_frames``, ``stop`` is set, or a stage fails."""
+        threads = [threading.Thread(target=self._guard, args=(fn,), name=f"posestream-{fn.__name__[1:]}", daemon=True)
+                   for fn in (self._capture, self._detect, self._lift, self._publish)]
+        t0 = time.monotonic()
+        for th in threads:
+            th.start()
+        try:
+            while any(th.is_alive() for th in threads):
+                if stop is not None and stop.is_set():
+                    self._stop.set()
+                threads[-1].join(_TICK_S)
+                if not threads[-1].is_alive():
+                    self._stop.set()
+        finally:
+            self._stop.set()
+            for th in threads:
+                th.join(1.0)
+            self.stats.wall_s = time.monotonic() - t0
+            if self.recorder is not None:
+                self.recorder.write()
+        if self.error is not None:
+            raise self.error
+        return self.stats
