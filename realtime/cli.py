@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
 from collections.abc import Sequence
+from pathlib import Path
 
-from engines.cli_support import coming_soon, run_cli
+from engines.cli_support import run_cli
 
-_PIPELINE_SOON = (
-    "the streaming pipeline (capture, 2D detection, 3D lifting, smoothing, ZeroMQ publishing "
-    "and the Open3D viewer) is not built yet; `realtime doctor --camera 0` checks your camera, "
-    "MediaPipe and the canonical skeleton today"
-)
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
+DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "demo.mp4"
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -35,6 +38,113 @@ def _doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _source_spec(args: argparse.Namespace):
+    from realtime.sources import SourceSpec
+
+    common = {"loop": args.loop, "fast": args.fast, "fps": args.fps}
+    if args.video:
+        return SourceSpec("video", args.video, **common)
+    if args.images:
+        return SourceSpec("images", args.images, **common)
+    if args.url:
+        return SourceSpec("url", args.url, **common)
+    return SourceSpec("camera", str(0 if args.camera is None else args.camera), **common)
+
+
+def _stream(args: argparse.Namespace, spec) -> int:
+    """Open everything (failing early with one sentence), then run the threads until done or Ctrl-C."""
+    import engines
+    from realtime.detect2d import DETECTORS, make_detector
+    from realtime.lift import Lifter
+    from realtime.pipeline import Pipeline, PipelineConfig
+    from realtime.publish import Publisher
+    from realtime.smooth import OneEuroConfig, SkeletonSmoother, warmup
+    from realtime.sources import open_source
+
+    # cheap checks first, so a typo or a missing file is one sentence before anything heavy loads
+    if args.detector not in DETECTORS:
+        make_detector(args.detector)  # raises the sentence naming the choices
+    if args.backend not in engines.BACKENDS:
+        raise ValueError(f"unknown backend {args.backend!r}; choose one of {', '.join(engines.BACKENDS)}")
+    source = open_source(spec)
+    publisher = detector = viewer = None
+    try:
+        publisher = Publisher(args.bind, source=source.info())
+        engine = engines.load(args.checkpoint, backend=args.backend)
+        detector = make_detector(args.detector)
+        smoother = None
+        if not args.no_smoothing:
+            warmup()
+            tuned = {k: v for k, v in (("min_cutoff", args.min_cutoff), ("beta", args.beta)) if v is not None}
+            smoother = SkeletonSmoother(config=OneEuroConfig(**tuned))
+        if not args.no_view:
+            viewer = subprocess.Popen([sys.executable, "-m", "realtime.cli", "view", "--connect", args.bind])
+        print(f"publishing on {args.bind}: {spec.describe()} ({source.width}x{source.height} at {source.fps:g} fps), "
+              f"detector {args.detector}, lifter {engine.backend} (T={engine.receptive_field})", file=sys.stderr)
+        config = PipelineConfig(max_frames=args.max_frames, record=Path(args.record) if args.record else None,
+                                status=not args.quiet, live=spec.live)
+        pipeline = Pipeline(config, source, detector, Lifter(engine), publisher, smoother)
+        stop = threading.Event()
+        previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+        try:
+            stats = pipeline.run(stop)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    finally:
+        source.release()
+        if detector is not None:
+            detector.close()
+        if publisher is not None:
+            publisher.close()
+        if viewer is not None:
+            viewer.terminate()
+    global _streamed
+    _streamed = True
+    s = stats.summary()
+    lat = s["latency_ms"]
+    print(f"done: {s['published']} frames published ({s['with_person']} with a person) in {s['wall_s']:.1f} s, "
+          f"{s['fps']:.1f} fps" + (f", capture->publish p50 {lat['p50']:.1f} ms p99 {lat['p99']:.1f} ms" if lat else "")
+          + (f"; recorded to {args.record}" if args.record else ""), file=sys.stderr)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    return _stream(args, _source_spec(args))
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from realtime.sources import SourceSpec
+
+    if not DEMO_CLIP.is_file():
+        raise FileNotFoundError(2, "the bundled demo clip is missing from this installation", str(DEMO_CLIP))
+    return _stream(args, SourceSpec("video", str(DEMO_CLIP), loop=args.loop, fast=args.fast, fps=args.fps))
+
+
+def _view(args: argparse.Namespace) -> int:
+    from realtime.viewer import ViewerConfig, run_viewer
+
+    return run_viewer(ViewerConfig(endpoint=args.connect, headless=args.headless, screenshot=args.screenshot,
+                                   frames=args.frames, timeout_s=args.timeout))
+
+
+def _stream_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--loop", action="store_true", help="start files over at the end")
+    p.add_argument("--fast", action="store_true", help="process files as fast as possible, every frame "
+                   "(default: replay at the native frame rate, like a camera)")
+    p.add_argument("--fps", type=float, default=None, help="frame rate for image folders (default 30) or to override a file's")
+    p.add_argument("--detector", default="mediapipe", help="2D detector: mediapipe (default)")
+    p.add_argument("--backend", default="auto", help="lifter engine backend (engines.BACKENDS; default auto)")
+    p.add_argument("--checkpoint", default="default", help="lifter checkpoint or built engine (default: shipped model)")
+    p.add_argument("--bind", default=DEFAULT_ENDPOINT, help=f"ZeroMQ PUB endpoint (default {DEFAULT_ENDPOINT}, loopback)")
+    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    p.add_argument("--record", default=None, metavar="OUT.npz", help="write every published skeleton to this file")
+    p.add_argument("--no-view", action="store_true", help="do not open the Open3D viewer")
+    p.add_argument("--no-smoothing", action="store_true", help="publish the lifter's output unfiltered")
+    p.add_argument("--min-cutoff", type=float, default=None, help="One Euro min cutoff, Hz (default: see docs)")
+    p.add_argument("--beta", type=float, default=None, help="One Euro speed coefficient (default: see docs)")
+    p.add_argument("--quiet", action="store_true", help="no live status line")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="realtime",
@@ -52,18 +162,46 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--video", help="video file instead of a camera")
     p.add_argument("--frames", type=int, default=30, help="frames to check (default 30)")
     p.set_defaults(handler=_doctor)
-    for name, text in (
-        ("run", "stream 3D poses from a camera or video (coming)"),
-        ("view", "Open3D viewer for a stream (coming)"),
-        ("demo", "the whole pipeline on a bundled clip (coming)"),
-    ):
-        p = sub.add_parser(name, help=text, description=f"Not available yet: {_PIPELINE_SOON}.")
-        p.set_defaults(handler=coming_soon(_PIPELINE_SOON), ignore_extra=True)
+    p = sub.add_parser("run", help="stream 3D poses from a camera, video, image folder or URL",
+                       description="Capture, detect 2D, lift to 3D, smooth and publish over ZeroMQ "
+                       "(protocol: docs/protocol.md), with the Open3D viewer unless --no-view.")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--camera", type=int, default=None, help="camera index (default 0)")
+    src.add_argument("--video", help="video file")
+    src.add_argument("--images", help="folder of images, in name order")
+    src.add_argument("--url", help="RTSP/HTTP stream URL")
+    _stream_options(p)
+    p.set_defaults(handler=_run)
+
+    p = sub.add_parser("demo", help="the whole pipeline on a bundled clip (no camera needed)",
+                       description=f"Run `realtime run` on the bundled clip {DEMO_CLIP.name} (Pose2Sim demo, BSD-3).")
+    _stream_options(p)
+    p.set_defaults(handler=_demo)
+
+    p = sub.add_parser("view", help="Open3D viewer for a stream",
+                       description="Show the skeletons published on an endpoint with a floor grid, fps and latency.")
+    p.add_argument("--connect", default=DEFAULT_ENDPOINT, help=f"endpoint to subscribe to (default {DEFAULT_ENDPOINT})")
+    p.add_argument("--headless", action="store_true", help="render offscreen (no window)")
+    p.add_argument("--screenshot", default=None, help="write the last rendered frame to this PNG")
+    p.add_argument("--frames", type=int, default=None, help="stop after this many messages")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the first message (default 10)")
+    p.set_defaults(handler=_view)
     return parser
 
 
+_streamed = False  # set once a pipeline has run and released everything
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_cli(build_parser(), argv)
+    code = run_cli(build_parser(), argv)
+    if _streamed and argv is None:
+        # Launched from the command line after a pipeline ran: threads are joined, sockets closed,
+        # the camera released and the recording written. Skip the interpreter's teardown of
+        # MediaPipe, ONNX Runtime and torch (over a second on 2 cores) so Ctrl-C exits promptly.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

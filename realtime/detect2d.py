@@ -12,8 +12,11 @@ landmark model: the only one bundled in the wheel). The BlazePose port for the G
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -45,17 +48,55 @@ class Detection:
         return int(self.keypoints.shape[0])
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """MediaPipe's C++ code logs set-up chatter straight to file descriptor 2; hide it while it
+    builds its graph (our own errors are raised after this block, never inside it)."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    with open(os.devnull, "wb") as devnull:
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _warmup_image() -> np.ndarray | None:
+    """The first frame of the bundled demo clip: a person, so both of MediaPipe's networks load."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(Path(__file__).resolve().parent / "assets" / "demo.mp4"))
+    ok, img = cap.read()
+    cap.release()
+    return img if ok else None
+
+
 class MediaPipeDetector:
     """MediaPipe Pose in video mode (tracking between frames), mapped to the canonical joints."""
 
     name = "mediapipe"
 
     def __init__(self, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5) -> None:
-        import mediapipe as mp
+        import cv2
 
-        self._pose = mp.solutions.pose.Pose(static_image_mode=False, model_complexity=1, smooth_landmarks=False,
-                                            min_detection_confidence=min_detection_confidence,
-                                            min_tracking_confidence=min_tracking_confidence)
+        with _native_stderr_silenced():
+            import mediapipe as mp
+
+            settings = {"model_complexity": 1, "smooth_landmarks": False,
+                        "min_detection_confidence": min_detection_confidence,
+                        "min_tracking_confidence": min_tracking_confidence}
+            warm = _warmup_image()
+            if warm is not None:  # load both networks now (static mode: no tracking state carried over)
+                with mp.solutions.pose.Pose(static_image_mode=True, **settings) as pose:
+                    pose.process(cv2.cvtColor(warm, cv2.COLOR_BGR2RGB))
+            self._pose = mp.solutions.pose.Pose(static_image_mode=False, **settings)
+            if warm is not None:
+                self._pose.process(cv2.cvtColor(np.zeros_like(warm), cv2.COLOR_BGR2RGB))
         self._next_id = 0
         self._tracking = False
 
