@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import importlib
 import platform
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SourceError", "DoctorReport", "stack_versions", "open_source", "check_source"]
+from realtime import sources
+from realtime.sources import FrameSource, SourceError, SourceSpec
 
-
-class SourceError(OSError):
-    """A camera or video that cannot be opened or read."""
+__all__ = ["DoctorReport", "SourceError", "check_source", "open_source", "stack_versions"]
 
 
 def stack_versions() -> dict[str, str]:
@@ -40,28 +37,11 @@ def stack_versions() -> dict[str, str]:
     return out
 
 
-def open_source(camera: int | None, video: str | None):
-    """Open a camera index or a video file with OpenCV; ``SourceError`` in one sentence if not."""
-    import cv2
-
+def open_source(camera: int | None, video: str | None) -> FrameSource:
+    """Open a camera index or a video file (read as fast as it decodes); ``SourceError`` if not."""
     if video is not None:
-        path = Path(video)
-        if not path.is_file():
-            raise SourceError(f"video file {video} does not exist")
-        cap = cv2.VideoCapture(str(path))
-        if not cap.isOpened():
-            raise SourceError(f"{video}: OpenCV could not open it as a video (corrupt or unsupported format)")
-        return cap
-    index = 0 if camera is None else camera
-    cv2.setLogLevel(0)  # OpenCV's own probing warnings would bury our one-line message
-    cap = cv2.VideoCapture(index)
-    if not cap.isOpened():
-        device = f"/dev/video{index}" if sys.platform.startswith("linux") else f"index {index}"
-        raise SourceError(
-            f"could not open camera {index} (tried {device} through OpenCV); is a webcam connected "
-            "and not in use by another program? Use --video FILE to test with a recording."
-        )
-    return cap
+        return sources.open_source(SourceSpec("video", video, fast=True))
+    return sources.open_source(SourceSpec("camera", str(0 if camera is None else camera)))
 
 
 @dataclass(frozen=True)
@@ -71,7 +51,7 @@ class DoctorReport:
     last_pose_world: np.ndarray | None  # (17, 3) canonical joints, metres, MediaPipe world frame
 
 
-def check_source(cap, frames: int) -> DoctorReport:
+def check_source(source: FrameSource, frames: int) -> DoctorReport:
     """Run MediaPipe Pose on up to ``frames`` frames and map the last pose to the canonical joints."""
     import cv2
     import mediapipe as mp
@@ -82,11 +62,11 @@ def check_source(cap, frames: int) -> DoctorReport:
     last = None
     with mp.solutions.pose.Pose(static_image_mode=False, model_complexity=1) as pose:
         while read < frames:
-            ok, frame = cap.read()
-            if not ok:
+            frame = source.read()
+            if frame is None:
                 break
             read += 1
-            result = pose.process(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            result = pose.process(cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB))
             if result.pose_world_landmarks is None:
                 continue
             found += 1
