@@ -1,20 +1,21 @@
-"""``python -m benchmarks <name> [options]``: run one benchmark (``engines``, ``skeleton_widths``)."""
+"""``python -m benchmarks <name> [options]``: run one benchmark (``engines``, ``smoothing``,
+``transport``, ``skeleton_widths``)."""
 
 from __future__ import annotations
 
 import sys
 
-NAMES = ("engines", "skeleton_widths")
+NAMES = ("engines", "smoothing", "transport", "skeleton_widths")
 
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in NAMES:
         print(f"usage: python -m benchmarks {{{','.join(NAMES)}}} [options]", file=sys.stderr)
         return 2
-    if argv[0] == "engines":
-        from benchmarks.engines import main as run
+    if argv[0] in ("engines", "smoothing", "transport"):
+        import importlib
 
-        return run(argv[1:])
+        return importlib.import_module(f"benchmarks.{argv[0]}").main(argv[1:])
     from benchmarks.skeleton_widths import main as widths
 
     widths()
