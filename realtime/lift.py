@@ -13,7 +13,7 @@ import numpy as np
 
 from engines.skeleton import CANONICAL
 
-__all__ = ["PersonBuffer", "Lifter"]
+__all__ = ["Lifter", "PersonBuffer"]
 
 
 class PersonBuffer:

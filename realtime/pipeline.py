@@ -31,7 +31,7 @@ import numpy as np
 
 from engines.skeleton import CANONICAL
 
-__all__ = ["PipelineConfig", "Pipeline", "PipelineStats", "Recorder"]
+__all__ = ["Pipeline", "PipelineConfig", "PipelineStats", "Recorder"]
 
 _END = object()
 _TICK_S = 0.1

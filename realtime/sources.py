@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SourceError", "SourceSpec", "Frame", "FrameSource", "open_source", "IMAGE_SUFFIXES"]
+__all__ = ["IMAGE_SUFFIXES", "Frame", "FrameSource", "SourceError", "SourceSpec", "open_source"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
