@@ -117,7 +117,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     if not DEMO_CLIP.is_file():
         raise FileNotFoundError(2, "the bundled demo clip is missing from this installation", str(DEMO_CLIP))
-    return _stream(args, SourceSpec("video", str(DEMO_CLIP), loop=args.loop, fast=args.fast, fps=args.fps))
+    # the clip is under two seconds: it loops until Ctrl-C (or --max-frames)
+    return _stream(args, SourceSpec("video", str(DEMO_CLIP), loop=True, fast=args.fast, fps=args.fps))
 
 
 def _view(args: argparse.Namespace) -> int:
@@ -174,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_run)
 
     p = sub.add_parser("demo", help="the whole pipeline on a bundled clip (no camera needed)",
-                       description=f"Run `realtime run` on the bundled clip {DEMO_CLIP.name} (Pose2Sim demo, BSD-3).")
+                       description=f"Run `realtime run` on the bundled clip {DEMO_CLIP.name} (Pose2Sim demo, BSD-3), "
+                       "looping until Ctrl-C or --max-frames.")
     _stream_options(p)
     p.set_defaults(handler=_demo)
 
