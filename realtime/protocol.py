@@ -1,0 +1,378 @@
+"""posestream wire protocol v1: how one 3D pose message looks on a ZeroMQ PUB socket.
+
+A message is three ZeroMQ frames (``docs/protocol.md`` is the full specification, written so a
+client can be built from it alone):
+
+1. topic: the ASCII bytes ``pose`` (subscribers filter on this prefix);
+2. header: a UTF-8 JSON object (version, counters, timestamps, shape, joint names, persons);
+3. payload: ``persons * joints * 3`` little-endian float32, row-major, shaped ``(P, J, 3)``.
+
+Coordinates are metres in the camera frame, x right, y down, z forward; every joint, the pelvis
+(joint 0) included, is an absolute position in that frame. A frame with nobody in view is sent
+as ``persons = []``, ``shape = [0, 17, 3]`` and an empty payload, never as a repeat of an old
+skeleton.
+
+:func:`encode` and :func:`decode` are pure functions (no sockets), so the format can be tested
+and reused without ZeroMQ; both validate everything and raise :class:`ProtocolError` with one
+sentence saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from engines.skeleton import CANONICAL
+
+__all__ = [
+    "AXES",
+    "CONFIDENCE_DECIMALS",
+    "DTYPE",
+    "FRAME_OF_REFERENCE",
+    "PROTOCOL_VERSION",
+    "REQUIRED_KEYS",
+    "ROOT",
+    "STAGE_TIMESTAMPS",
+    "TIMESTAMP_KEYS",
+    "TOPIC",
+    "UNITS",
+    "ProtocolError",
+    "decode",
+    "encode",
+    "make_header",
+    "validate_header",
+]
+
+PROTOCOL_VERSION = 1
+TOPIC = b"pose"
+DTYPE = "<f4"
+UNITS = "m"
+FRAME_OF_REFERENCE = "camera"
+AXES = "x right, y down, z forward"
+ROOT = "joint 0 (pelvis) is the absolute pelvis position in the camera frame; other joints absolute too"
+
+STAGE_TIMESTAMPS = ("t_capture_ns", "t_detect_start_ns", "t_detect_end_ns", "t_lift_end_ns")
+"""Pipeline stage times a producer hands to the publisher (``time.monotonic_ns()`` or None)."""
+TIMESTAMP_KEYS = STAGE_TIMESTAMPS + ("t_publish_ns",)
+"""Every timestamp in a header; ``t_publish_ns`` is stamped by the publisher at send time."""
+
+REQUIRED_KEYS = (
+    "v", "seq", "frame", *TIMESTAMP_KEYS, "shape", "dtype", "joints", "parents", "persons",
+    "units", "frame_of_reference", "axes", "root", "source",
+)  # fmt: skip
+
+CONFIDENCE_DECIMALS = 3
+"""Confidences are rounded to 0.001 in headers: finer steps mean nothing, and short numbers
+make the JSON (most of the cost of sending 8 persons) several times cheaper to write."""
+
+_FLOAT_BYTES = 4
+
+
+class ProtocolError(ValueError):
+    """A message (or the parts to build one) that does not follow the wire protocol."""
+
+
+# --- small type checks ----------------------------------------------------------------------------
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: object) -> bool:
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:  # an integer beyond float range
+        return False
+
+
+def _finite_numbers(values: list, n: int) -> bool:
+    """True if ``values`` is a list of ``n`` finite JSON numbers (vectorised: runs per message)."""
+    if not isinstance(values, list) or len(values) != n:
+        return False
+    if not all(type(x) is float or type(x) is int for x in values):  # bool is not a number here
+        return False
+    try:
+        return bool(np.isfinite(np.array(values, dtype=np.float64)).all())
+    except OverflowError:  # an integer beyond float range
+        return False
+
+
+def _as_int(value: object, what: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ProtocolError(f"{what} must be an integer, got {value!r}")
+    return int(value)
+
+
+def _as_float(value: object, what: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ProtocolError(f"{what} must be a number, got {value!r}")
+    f = float(value)
+    if not math.isfinite(f):
+        raise ProtocolError(f"{what} must be finite, got {f}")
+    return f
+
+
+# --- building -------------------------------------------------------------------------------------
+
+
+def _person(p: Mapping[str, Any], i: int, num_joints: int) -> dict[str, Any]:
+    """One person entry with plain JSON types, checked field by field (``_people`` calls this to
+    name the problem when its table-at-once path fails)."""
+    if not isinstance(p, (dict, Mapping)):
+        raise ProtocolError(f"persons[{i}] must be a dict with id, confidence, joint_confidence, got {p!r}")
+    for key in ("id", "confidence", "joint_confidence"):
+        if key not in p:
+            raise ProtocolError(f"persons[{i}] is missing {key!r}")
+    jc = p["joint_confidence"]
+    try:
+        if isinstance(jc, np.ndarray):
+            values = np.round(np.asarray(jc, dtype=np.float64), CONFIDENCE_DECIMALS).tolist()
+        else:
+            values = [round(float(c), CONFIDENCE_DECIMALS) for c in jc]
+    except (TypeError, ValueError):
+        raise ProtocolError(f"persons[{i}].joint_confidence must hold {num_joints} numbers") from None
+    if len(values) != num_joints or (isinstance(jc, np.ndarray) and jc.ndim != 1):
+        raise ProtocolError(f"persons[{i}].joint_confidence must hold {num_joints} numbers, got {len(values)}")
+    if not all(map(math.isfinite, values)):
+        raise ProtocolError(f"persons[{i}].joint_confidence holds a non-finite value")
+    out = dict(p)  # keep any extra fields a producer adds (clients ignore unknown keys)
+    out["id"] = _as_int(p["id"], f"persons[{i}].id")
+    out["confidence"] = round(_as_float(p["confidence"], f"persons[{i}].confidence"), CONFIDENCE_DECIMALS)
+    out["joint_confidence"] = values
+    return out
+
+
+def _people(persons: Sequence[Mapping[str, Any]], num_joints: int) -> list[dict[str, Any]]:
+    """All person entries, checked and converted; the confidences of all persons are rounded in
+    one NumPy call (per-person Python work dominated the cost of a many-person header)."""
+    people = list(persons)
+    if not people:
+        return []
+    try:
+        jc = np.array([p["joint_confidence"] for p in people], dtype=np.float64)
+        ok = jc.shape == (len(people), num_joints) and bool(np.isfinite(jc).all())
+    except (TypeError, ValueError, KeyError, IndexError):
+        ok = False
+    if not ok:  # the careful per-person path names the first problem
+        for i, p in enumerate(people):
+            _person(p, i, num_joints)
+        raise ProtocolError("persons' joint_confidence values do not form a (persons, joints) table of numbers")
+    out = []
+    for i, (p, row) in enumerate(zip(people, np.round(jc, CONFIDENCE_DECIMALS).tolist())):
+        if not isinstance(p, (dict, Mapping)) or "id" not in p or "confidence" not in p:
+            _person(p, i, num_joints)  # raises with the precise reason
+        q = dict(p)  # keep any extra fields a producer adds (clients ignore unknown keys)
+        q["id"] = _as_int(p["id"], f"persons[{i}].id")
+        q["confidence"] = round(_as_float(p["confidence"], f"persons[{i}].confidence"), CONFIDENCE_DECIMALS)
+        q["joint_confidence"] = row
+        out.append(q)
+    return out
+
+
+def make_header(
+    *,
+    seq: int,
+    frame: int,
+    persons: Sequence[Mapping[str, Any]],
+    timestamps: Mapping[str, int | None] | None = None,
+    t_publish_ns: int | None = None,
+    source: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A v1 header with the constant fields filled in from the canonical skeleton.
+
+    ``persons`` has one entry per payload row: ``{"id": int, "confidence": float,
+    "joint_confidence": 17 floats}`` (numpy values are converted to plain JSON numbers).
+    ``timestamps`` may hold any of :data:`STAGE_TIMESTAMPS` (missing ones become null);
+    ``shape`` is ``[len(persons), 17, 3]``.
+    """
+    stamps = dict(timestamps or {})
+    unknown = set(stamps) - set(TIMESTAMP_KEYS)
+    if unknown:
+        raise ProtocolError(
+            f"unknown timestamp key(s) {', '.join(sorted(unknown))}; known: {', '.join(TIMESTAMP_KEYS)}"
+        )
+    if t_publish_ns is not None:
+        stamps["t_publish_ns"] = t_publish_ns
+    times = {}
+    for key in TIMESTAMP_KEYS:
+        value = stamps.get(key)
+        times[key] = None if value is None else _as_int(value, key)
+    j = CANONICAL.num_joints
+    people = _people(persons, j)
+    counters = {"seq": _as_int(seq, "seq"), "frame": _as_int(frame, "frame")}
+    for key, value in counters.items():
+        if value < 0:
+            raise ProtocolError(f"{key} must be a non-negative integer, got {value}")
+    header: dict[str, Any] = {
+        "v": PROTOCOL_VERSION,
+        **counters,
+        **times,
+        "shape": [len(people), j, 3],
+        "persons": people,
+        "source": dict(source or {}),
+        **_constant_fields(),
+    }
+    return header
+
+
+def _constant_fields() -> dict[str, Any]:
+    """The header fields that are the same in every v1 message (fresh lists each call)."""
+    return {
+        "dtype": DTYPE,
+        "joints": list(CANONICAL.joint_names),
+        "parents": list(CANONICAL.parents),
+        "units": UNITS,
+        "frame_of_reference": FRAME_OF_REFERENCE,
+        "axes": AXES,
+        "root": ROOT,
+    }
+
+
+_CONSTANT_KEYS = frozenset(_constant_fields())
+_CONSTANT_JSON = json.dumps(_constant_fields(), separators=(",", ":"))[1:-1]  # 'k":v,...' without braces
+
+
+def _header_json(header: dict) -> str:
+    """Compact JSON for a valid header; the constant fields come pre-serialised (a third of the
+    encoding time) whenever they hold the v1 values, which ``validate_header`` guarantees for all
+    but ``root``."""
+    if header["root"] != ROOT:
+        return json.dumps(header, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    variable = {k: v for k, v in header.items() if k not in _CONSTANT_KEYS}
+    text = json.dumps(variable, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    return f"{text[:-1]},{_CONSTANT_JSON}}}"
+
+
+# --- validation -----------------------------------------------------------------------------------
+
+
+def validate_header(header: object) -> tuple[int, int]:
+    """Check a header against v1; return ``(persons, joints)`` from its shape.
+
+    Raises :class:`ProtocolError` naming the first problem found.
+    """
+    if not isinstance(header, dict):
+        raise ProtocolError(f"header must be a JSON object, got {type(header).__name__}")
+    if "v" not in header:
+        raise ProtocolError("header has no protocol version 'v'")
+    v = header["v"]
+    if not _is_int(v):
+        raise ProtocolError(f"header 'v' must be an integer, got {v!r}")
+    if v != PROTOCOL_VERSION:
+        raise ProtocolError(f"message is protocol version {v}; this code understands version {PROTOCOL_VERSION}")
+    missing = [k for k in REQUIRED_KEYS if k not in header]
+    if missing:
+        raise ProtocolError(f"header is missing required key(s): {', '.join(missing)}")
+    for key in ("seq", "frame"):
+        if not _is_int(header[key]) or header[key] < 0:
+            raise ProtocolError(f"header '{key}' must be a non-negative integer, got {header[key]!r}")
+    for key in TIMESTAMP_KEYS:
+        if header[key] is not None and not _is_int(header[key]):
+            raise ProtocolError(f"header '{key}' must be an integer (monotonic ns) or null, got {header[key]!r}")
+    shape = header["shape"]
+    if not (isinstance(shape, list) and len(shape) == 3 and all(_is_int(s) for s in shape)):
+        raise ProtocolError(f"header 'shape' must be [persons, joints, 3] integers, got {shape!r}")
+    p, j, c = shape
+    if p < 0 or c != 3 or j != CANONICAL.num_joints:
+        raise ProtocolError(f"header 'shape' must be [persons >= 0, {CANONICAL.num_joints}, 3], got {shape}")
+    if header["dtype"] != DTYPE:
+        raise ProtocolError(f"header 'dtype' must be {DTYPE!r}, got {header['dtype']!r}")
+    names = header["joints"]
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise ProtocolError(f"header 'joints' must be a list of names, got {names!r}")
+    if len(names) != j:
+        raise ProtocolError(f"header 'joints' names {len(names)} joints but shape says {j}")
+    if tuple(names) != CANONICAL.joint_names:
+        raise ProtocolError(f"header 'joints' must be the canonical names in order ({', '.join(CANONICAL.joint_names)})")
+    parents = header["parents"]
+    if not (isinstance(parents, list) and all(_is_int(q) for q in parents)) or tuple(parents) != CANONICAL.parents:
+        raise ProtocolError(f"header 'parents' must be {list(CANONICAL.parents)}, got {parents!r}")
+    persons = header["persons"]
+    if not isinstance(persons, list):
+        raise ProtocolError(f"header 'persons' must be a list, got {type(persons).__name__}")
+    if len(persons) != p:
+        raise ProtocolError(f"header lists {len(persons)} persons but shape says {p}")
+    for i, person in enumerate(persons):
+        if not isinstance(person, dict):
+            raise ProtocolError(f"persons[{i}] must be an object, got {person!r}")
+        if not _is_int(person.get("id")):
+            raise ProtocolError(f"persons[{i}].id must be an integer, got {person.get('id')!r}")
+        if not _is_number(person.get("confidence")):
+            raise ProtocolError(f"persons[{i}].confidence must be a finite number, got {person.get('confidence')!r}")
+        if not _finite_numbers(person.get("joint_confidence"), j):
+            raise ProtocolError(f"persons[{i}].joint_confidence must be {j} finite numbers")
+    for key, want in (("units", UNITS), ("frame_of_reference", FRAME_OF_REFERENCE), ("axes", AXES)):
+        if header[key] != want:
+            raise ProtocolError(f"header '{key}' must be {want!r} in protocol v1, got {header[key]!r}")
+    if not isinstance(header["root"], str):
+        raise ProtocolError(f"header 'root' must be a string, got {header['root']!r}")
+    if not isinstance(header["source"], dict):
+        raise ProtocolError(f"header 'source' must be an object (may be empty), got {header['source']!r}")
+    return p, j
+
+
+def _check_joints(joints: np.ndarray, p: int, j: int) -> None:
+    if joints.shape != (p, j, 3):
+        raise ProtocolError(f"joints must be shaped ({p}, {j}, 3) to match the header, got {joints.shape}")
+    # one reduction instead of isfinite + all: a float64 sum of float32 values cannot overflow,
+    # and is finite exactly when every value is
+    if not math.isfinite(joints.sum(dtype=np.float64)):
+        raise ProtocolError("joints hold a non-finite value (NaN or inf); send the person without it instead")
+
+
+# --- encode / decode ------------------------------------------------------------------------------
+
+
+def encode(header: dict, joints: np.ndarray) -> list[bytes]:
+    """Validate ``header`` and ``joints`` (P, 17, 3) and return the three frames to send."""
+    p, j = validate_header(header)
+    return _encode(header, joints, p, j)
+
+
+def _encode(header: dict, joints: np.ndarray, p: int, j: int) -> list[bytes]:
+    """Frames for a header already known to be valid (``encode`` checked it, or ``make_header``
+    built it); the joints are still checked against it."""
+    try:
+        arr = np.asarray(joints, dtype=DTYPE)
+    except (TypeError, ValueError):
+        raise ProtocolError(f"joints must be a numeric array (P, 17, 3), got {type(joints).__name__}") from None
+    _check_joints(arr, p, j)
+    try:
+        text = _header_json(header)
+    except (TypeError, ValueError) as exc:
+        raise ProtocolError(f"header cannot be written as JSON: {exc}") from None
+    return [TOPIC, text.encode("utf-8"), arr.tobytes()]
+
+
+def decode(frames: Sequence[bytes]) -> tuple[dict, np.ndarray]:
+    """Validate three received frames; return ``(header, joints)`` with joints (P, 17, 3) float32."""
+    if not isinstance(frames, (list, tuple)):
+        raise ProtocolError(f"expected a list of 3 frames, got {type(frames).__name__}")
+    if len(frames) != 3:
+        raise ProtocolError(f"expected 3 frames (topic, header, payload), got {len(frames)}")
+    try:
+        topic, raw_header, payload = (bytes(memoryview(f)) for f in frames)
+    except TypeError:
+        raise ProtocolError("every frame must be bytes") from None
+    if topic != TOPIC:
+        raise ProtocolError(f"topic frame must be {TOPIC!r}, got {topic[:32]!r}")
+    try:
+        header = json.loads(raw_header.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ProtocolError("header frame is not valid UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(f"header frame is not valid JSON ({exc.msg} at position {exc.pos})") from None
+    p, j = validate_header(header)
+    want = _FLOAT_BYTES * p * j * 3
+    if len(payload) != want:
+        raise ProtocolError(f"payload is {len(payload)} bytes but shape {[p, j, 3]} needs {want}")
+    joints = np.frombuffer(payload, dtype=DTYPE).reshape(p, j, 3).astype(np.float32)
+    _check_joints(joints, p, j)
+    return header, joints
