@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from dataclasses import replace
@@ -31,16 +29,10 @@ TARGET_GPU_P50_MS = 0.5
 
 
 def machine() -> dict[str, Any]:
-    import onnxruntime
+    from benchmarks.machine import describe
 
-    info = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "python": platform.python_version(),
-            "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "numpy": np.__version__,
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-    try:
-        with open("/proc/cpuinfo") as fh:
-            info["cpu"] = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    info = describe("torch", "onnxruntime", "numpy")
+    info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return info
 
 

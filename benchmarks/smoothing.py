@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,16 +38,9 @@ SEQUENCE = 512  # distinct frames cycled through
 
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
-    import numba
+    from benchmarks.machine import describe
 
-    info: dict[str, Any] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                            "python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__}
-    try:
-        with open("/proc/cpuinfo") as fh:
-            info["cpu"] = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return info
+    return describe("numpy", "numba")
 
 
 def _frames(persons: int, seed: int = 0) -> np.ndarray:

@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -38,20 +36,10 @@ TARGET_P99_US = 1000.0
 def machine() -> dict[str, Any]:
     import zmq
 
-    info: dict[str, Any] = {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "pyzmq": zmq.__version__,
-        "libzmq": zmq.zmq_version(),
-        "numpy": np.__version__,
-        "platform": platform.platform(),
-    }
-    try:
-        with open("/proc/cpuinfo") as fh:
-            info["cpu"] = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from benchmarks.machine import describe
+
+    info = describe("zmq", "numpy")
+    info["libzmq"] = zmq.zmq_version()
     return info
 
 

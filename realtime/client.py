@@ -14,16 +14,15 @@ newest message, so a consumer that falls behind catches up instead of replaying 
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Self
 
 import numpy as np
 import zmq
 
 from realtime.protocol import TOPIC, decode
+from realtime.sockets import SocketOwner
 
 __all__ = ["DEFAULT_ENDPOINT", "PoseMessage", "Subscriber", "SubscriberError"]
 
@@ -65,7 +64,7 @@ class PoseMessage:
         return None if t0 is None or t1 is None else t1 - t0
 
 
-class Subscriber:
+class Subscriber(SocketOwner):
     """Subscribe to a posestream publisher.
 
     ``curve_server_key`` is the publisher's CURVE public key; ``curve_keypair`` is this client's
@@ -149,26 +148,3 @@ class Subscriber:
             msg = self.recv()
             if msg is not None:
                 yield msg
-
-    def close(self) -> None:
-        """Close the socket (linger 0) and its context."""
-        sock, self._sock = getattr(self, "_sock", None), None
-        if sock is not None and not sock.closed:
-            sock.close(linger=0)
-        ctx, self._ctx = getattr(self, "_ctx", None), None
-        if ctx is not None and not ctx.closed:
-            ctx.term()
-
-    @property
-    def closed(self) -> bool:
-        return self._sock is None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # never raise from a finaliser
-            self.close()

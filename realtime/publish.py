@@ -16,18 +16,18 @@ clients, checked by a ZAP handler (``zmq.auth.thread.ThreadAuthenticator``).
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import time
 from collections.abc import Mapping
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 import zmq
 from zmq.utils import z85
 
 from realtime.protocol import STAGE_TIMESTAMPS, ProtocolError, _encode, make_header
+from realtime.sockets import SocketOwner
 
 __all__ = ["DEFAULT_ENDPOINT", "Publisher", "PublisherError"]
 
@@ -68,7 +68,7 @@ class _AllowList:
         return key in self.keys
 
 
-class Publisher:
+class Publisher(SocketOwner):
     """Publish poses on a ZeroMQ PUB socket; never blocks the caller.
 
     ``endpoint`` is a ZeroMQ bind address (``tcp://127.0.0.1:5556``, ``tcp://*:5556`` for every
@@ -194,28 +194,7 @@ class Publisher:
 
     # --- lifetime -------------------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Close the socket at once (linger 0), stop the authenticator, free the context."""
-        sock, self._sock = getattr(self, "_sock", None), None
-        if sock is not None and not sock.closed:
-            sock.close(linger=0)
+    def _close_extra(self) -> None:
         auth, self._auth = getattr(self, "_auth", None), None
         if auth is not None:
             auth.stop()
-        ctx, self._ctx = getattr(self, "_ctx", None), None
-        if ctx is not None and not ctx.closed:
-            ctx.term()
-
-    @property
-    def closed(self) -> bool:
-        return self._sock is None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # never raise from a finaliser
-            self.close()
