@@ -12,15 +12,16 @@ __all__ = ["atomic_path"]
 
 
 @contextmanager
-def atomic_path(out: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(out: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path beside ``out``; on success it replaces ``out`` in one rename.
 
     The file gets the permissions a plain ``open`` would give it (not mkstemp's 0600). On any
-    exception the temporary file is removed and ``out`` is left as it was.
+    exception the temporary file is removed and ``out`` is left as it was. ``suffix`` ends the
+    temporary name, for writers that insist on an extension (``torch.export.save``: ``.pt2``).
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=suffix, dir=out.parent)
     os.close(fd)
     try:
         yield Path(tmp)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -93,18 +92,10 @@ def build_program(
 
 def _save_atomically(tt: Any, compiled: Any, out: Path, inputs: list[Any]) -> None:
     """torch_tensorrt.save to a ``.pt2``-suffixed temp file beside ``out``, then one rename."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp.pt2", dir=out.parent)
-    os.close(fd)
-    try:
-        tt.save(compiled, tmp, output_format="exported_program", inputs=inputs)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from engines.fileio import atomic_path
+
+    with atomic_path(out, suffix=".tmp.pt2") as tmp:
+        tt.save(compiled, str(tmp), output_format="exported_program", inputs=inputs)
 
 
 def load_program(path: str | os.PathLike) -> Callable[..., Any]:
