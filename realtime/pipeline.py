@@ -67,6 +67,7 @@ class PipelineStats:
     detect_ms: list[float] = field(default_factory=list)  # detector compute
     lift_ms: list[float] = field(default_factory=list)  # lifter compute (queue waits excluded)
     smooth_publish_ms: list[float] = field(default_factory=list)
+    wait_detect_ms: list[float] = field(default_factory=list)  # capture -> detection start (queue + busy detector)
     wall_s: float = 0.0
 
     def summary(self) -> dict[str, Any]:
@@ -237,6 +238,7 @@ class Pipeline:
         t, tp = p.t, header["t_publish_ns"]
         s.latency_ms.append((tp - t["t_capture_ns"]) / 1e6)
         s.detect_ms.append((t["t_detect_end_ns"] - t["t_detect_start_ns"]) / 1e6)
+        s.wait_detect_ms.append((t["t_detect_start_ns"] - t["t_capture_ns"]) / 1e6)
         s.lift_ms.append((t["t_lift_end_ns"] - p.lift_start_ns) / 1e6)
         s.smooth_publish_ms.append((time.monotonic_ns() - t0) / 1e6)
         self._recent.append((time.monotonic(), s.latency_ms[-1], s.detect_ms[-1], s.lift_ms[-1], len(p.ids)))
