@@ -111,3 +111,44 @@ def test_lifter_with_the_shipped_model_gives_camera_frame_joints():
     kp[0, :, 2] = 0.9
     out = lift(kp, np.array([1]))
     assert out.shape == (1, 17, 3) and np.isfinite(out).all() and out[0, 0, 2] > 0.5  # in front of the camera
+
+
+class _DyingCamera:
+    """Stands in for cv2.VideoCapture of a webcam (no camera exists on this machine): delivers
+    ``frames`` frames, then fails every read, as an unplugged USB camera does."""
+
+    def __init__(self, frames: int) -> None:
+        self.left = frames
+
+    def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+        return True
+
+    def get(self, prop: int) -> float:
+        return {3: 640.0, 4: 480.0, 5: 30.0}.get(prop, 0.0)
+
+    def read(self):
+        if self.left <= 0:
+            return False, None
+        self.left -= 1
+        return True, np.zeros((480, 640, 3), np.uint8)
+
+    def release(self) -> None:
+        pass
+
+
+def test_camera_that_disconnects_is_retried_then_reported(monkeypatch):
+    import cv2
+
+    opened = []
+
+    def fake_capture(index, *args):
+        opened.append(index)
+        return _DyingCamera(3 if len(opened) == 1 else 0)  # reopening finds a dead device
+
+    monkeypatch.setattr(cv2, "VideoCapture", fake_capture)
+    src = open_source(SourceSpec("camera", "0", retry_s=0.5))
+    assert [src.read().index for _ in range(3)] == [0, 1, 2]
+    t0 = time.monotonic()
+    with pytest.raises(SourceError, match=r"camera 0 stopped delivering frames .* within 0.5 s"):
+        src.read()
+    assert 0.4 < time.monotonic() - t0 < 3.0 and len(opened) >= 2  # it did retry, reopening the device
