@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import numpy as np
@@ -25,7 +26,7 @@ def test_video_fast_reads_every_frame_with_timestamps(cam04):
     src.release()
     assert len(frames) == 100 and [f.index for f in frames] == list(range(100))
     assert frames[0].image.shape == (1920, 1088, 3)
-    assert all(b.t_capture_ns > a.t_capture_ns for a, b in zip(frames, frames[1:]))
+    assert all(b.t_capture_ns > a.t_capture_ns for a, b in itertools.pairwise(frames))
 
 
 def test_video_is_replayed_at_its_native_rate_and_loops(cam04):
@@ -120,7 +121,7 @@ class _DyingCamera:
     def __init__(self, frames: int) -> None:
         self.left = frames
 
-    def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+    def isOpened(self) -> bool:
         return True
 
     def get(self, prop: int) -> float:
