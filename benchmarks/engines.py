@@ -98,8 +98,9 @@ def run(windows: list[int], iterations: int, batch_large: int = 64, progress: bo
     with tempfile.TemporaryDirectory() as tmp:
         # FP16 AOTInductor for the first window only: each package takes a minute to compile
         jobs = [(w, name, kw) for i, w in enumerate(windows) for name, kw in _backends(cuda, full_gpu=i == 0)]
+        checkpoints = {w: _checkpoint_for(w, Path(tmp)) for w in windows}  # written once per window
         for window, name, kw in tqdm(jobs, desc="engines", disable=not progress):
-            ckpt = _checkpoint_for(window, Path(tmp))
+            ckpt = checkpoints[window]
             try:
                 engine = engines.load(ckpt, **kw)
             except Exception as exc:  # noqa: BLE001 - a backend that cannot run here is reported, not fatal

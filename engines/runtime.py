@@ -103,10 +103,9 @@ class Engine:
 class _CudaGraphs:
     """Replays ``fn`` through one captured CUDA graph per batch size (static shapes)."""
 
-    def __init__(self, fn, example_shape: tuple[int, ...], max_graphs: int = 8) -> None:
+    def __init__(self, fn, max_graphs: int = 8) -> None:
         self.fn = fn
         self.disabled = False
-        self.shape = example_shape[1:]
         self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
         self.max_graphs = max_graphs
 
@@ -199,8 +198,7 @@ class AOTIEngine(Engine):
             raise EngineError(f"{manifest.artifact}: AOTInductor cannot load it ({str(exc).splitlines()[0]}); "
                               f"rebuild it with `engines build --target aoti`") from None
         super().__init__(manifest.receptive_field, manifest.max_batch, "cuda", manifest.precision, str(manifest.folder))
-        shape = (1, self.receptive_field, self.joints, 3)
-        self._fn = _CudaGraphs(runner, shape) if cuda_graphs else runner
+        self._fn = _CudaGraphs(runner) if cuda_graphs else runner
 
     @torch.inference_mode()
     def _run(self, x: np.ndarray) -> np.ndarray:
@@ -292,16 +290,14 @@ def load(source: str | os.PathLike = "default", backend: str = "auto", *, device
 
         ok, why = (tensorrt_backend if backend == "tensorrt" else torch_tensorrt_backend).available()
         if not ok:
-            fallback = _auto_backend(device) if backend == "torch-tensorrt" else (
-                "aoti" if torch.cuda.is_available() and device != "cpu" else "onnxruntime")
-            fallback = "aoti" if fallback == "tensorrt" else fallback
+            fallback = "aoti" if torch.cuda.is_available() and device != "cpu" else "onnxruntime"
             log.warning("%s unavailable (%s); falling back to %s", backend, why, fallback)
             backend = fallback
     if backend == "torch":
         return TorchEngine(ckpt, device)
     if backend == "torch-compile":
         return TorchEngine(ckpt, device or "cuda", compile=True)
-    if backend in ("aoti",) and (device == "cpu" or not torch.cuda.is_available()):
+    if backend == "aoti" and (device == "cpu" or not torch.cuda.is_available()):
         raise EngineError("backend aoti needs a CUDA GPU and none is visible; use onnxruntime or torch")
     from engines.build import build
 

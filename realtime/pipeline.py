@@ -218,7 +218,7 @@ class Pipeline:
             if self.smoother is not None:
                 smoothed = self.smoother({int(i): j for i, j in zip(p.ids, joints)}, p.t["t_capture_ns"])
                 joints = np.stack([smoothed[int(i)] for i in p.ids]).astype(np.float32) if len(p.ids) else joints
-            persons = [{"id": int(i), "confidence": float(s), "joint_confidence": [round(float(c), 4) for c in kp[:, 2]]}
+            persons = [{"id": int(i), "confidence": float(s), "joint_confidence": kp[:, 2]}
                        for i, s, kp in zip(p.ids, p.scores, p.keypoints)]
             header = self.publisher.send(np.ascontiguousarray(joints, np.float32), frame=p.frame, timestamps=p.t,
                                          persons=persons)
