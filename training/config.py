@@ -45,6 +45,7 @@ class DataConfig:
     validation_groups: tuple[str, ...] = ("02", "06", "09")
     fps: float = 30.0
     group_balance: float = 0.5  # sample frames with weight (group size)^-balance: salsa does not dominate
+    camera_distance_m: tuple[float, float] = (2.0, 6.0)  # virtual cameras' horizontal distance range
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class TrainConfig:
     # stops after the epoch that reaches it (0 = no budget: run all epochs)
     workers: int = 0  # processes synthesising batches in the background (GPU runs); 0 = in the training loop
     out: Path = Path("runs/lifter")
+    init: str = ""  # start from this checkpoint's weights ("default" = the shipped model; same architecture)
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,11 @@ def _build(cls, table: dict[str, Any], path: Path, section: str, base: Path):
         kind = known[key].type
         if "Path" in str(kind):
             value = (base / value).resolve() if not Path(value).is_absolute() else Path(value)
+        elif "tuple[float" in str(kind):
+            try:
+                value = tuple(float(v) for v in value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{path}: [{section}] {key} must be a list of numbers, got {value!r}") from None
         elif "tuple" in str(kind):
             value = tuple(str(v) for v in value)
         kwargs[key] = value
@@ -117,6 +124,10 @@ def load_config(path: str | Path) -> RunConfig:
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: [model] {exc}") from None
     train = _build(TrainConfig, doc.get("train", {}), path, "train", base)
+    lo, hi = (data.camera_distance_m + (0.0, 0.0))[:2]
+    if len(data.camera_distance_m) != 2 or not 0.5 <= lo <= hi:
+        raise ConfigError(f"{path}: [data] camera_distance_m must be [near, far] metres with 0.5 <= near <= far, "
+                          f"got {list(data.camera_distance_m)}")
     if train.noise not in ("clean", "detector"):
         raise ConfigError(f"{path}: [train] noise must be 'clean' or 'detector', got {train.noise!r}")
     return RunConfig(data=data, model=model, train=train, source=path.resolve())

@@ -31,9 +31,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from engines.checkpoint import save_checkpoint
+from engines.camera import VirtualCameraRanges
+from engines.checkpoint import load_checkpoint, save_checkpoint
 from engines.models import CausalTransformerLifter, build_model, set_dropout
-from training.config import RunConfig
+from training.config import ConfigError, RunConfig
 from training.data import group_weights, make_sampler, open_motion, split_by_groups
 from training.synth import CLEAN, DETECTOR, NO_AUGMENTATION, Augmentation, Batch
 
@@ -89,24 +90,24 @@ def lifter_loss(pred: torch.Tensor, target: torch.Tensor, root_weight: float, ve
 class _BatchStream(torch.utils.data.IterableDataset):
     """Endless training batches for DataLoader workers, each with its own seeded generator."""
 
-    def __init__(self, sampler, batch_size: int, noise, seed: list[int]) -> None:
-        self.sampler, self.batch_size, self.noise, self.seed = sampler, batch_size, noise, seed
+    def __init__(self, sampler, batch_size: int, noise, seed: list[int], ranges: VirtualCameraRanges) -> None:
+        self.sampler, self.batch_size, self.noise, self.seed, self.ranges = sampler, batch_size, noise, seed, ranges
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         rng = np.random.default_rng(self.seed + [info.id if info else 0])
         while True:
-            b = self.sampler.make(rng, self.sampler.sample_ends(rng, self.batch_size), self.noise, Augmentation())
+            b = self.sampler.make(rng, self.sampler.sample_ends(rng, self.batch_size), self.noise, Augmentation(), self.ranges)
             yield torch.from_numpy(b.inputs), torch.from_numpy(b.targets)
 
 
-def _batches(sampler, tc, noise, rng: np.random.Generator, seed: list[int], pin: bool):
+def _batches(sampler, tc, noise, rng: np.random.Generator, seed: list[int], pin: bool, ranges: VirtualCameraRanges):
     """(inputs, targets) tensors forever: in-process, or from ``tc.workers`` background processes."""
     if tc.workers <= 0:
         while True:
-            b = sampler.make(rng, sampler.sample_ends(rng, tc.batch_size), noise, Augmentation())
+            b = sampler.make(rng, sampler.sample_ends(rng, tc.batch_size), noise, Augmentation(), ranges)
             yield torch.from_numpy(b.inputs), torch.from_numpy(b.targets)
-    loader = torch.utils.data.DataLoader(_BatchStream(sampler, tc.batch_size, noise, seed), batch_size=None,
+    loader = torch.utils.data.DataLoader(_BatchStream(sampler, tc.batch_size, noise, seed, ranges), batch_size=None,
                                          num_workers=tc.workers, pin_memory=pin, prefetch_factor=4,
                                          persistent_workers=True)
     yield from loader
@@ -182,7 +183,10 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> dict[s
                                  group_weights(archive, split.train_frames, cfg.data.group_balance))
     noise = DETECTOR if tc.noise == "detector" else CLEAN
 
-    model = build_model(cfg.model).to(device)
+    model = build_model(cfg.model)
+    if tc.init and not resume:
+        _initialise(model, cfg)
+    model = model.to(device)
     core = model
     if distributed:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if use_cuda else None)
@@ -214,7 +218,8 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> dict[s
 
     dropout_off_epoch = math.ceil(tc.dropout_off_at * tc.epochs) if tc.dropout_off_at > 0 else None
     t_start = time.time()
-    stream = _batches(train_sampler, tc, noise, rng, [tc.seed, rank, start_epoch, 1], pin=use_cuda)
+    ranges = VirtualCameraRanges(distance_m=tuple(cfg.data.camera_distance_m))
+    stream = _batches(train_sampler, tc, noise, rng, [tc.seed, rank, start_epoch, 1], pin=use_cuda, ranges=ranges)
     model.train()
     entry: dict[str, Any] = {}
     budget_s = tc.max_minutes * 60.0
@@ -297,6 +302,18 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> dict[s
         dist.barrier()
         dist.destroy_process_group()
     return entry if rank == 0 else {}
+
+
+def _initialise(model: nn.Module, cfg: RunConfig) -> None:
+    """Copy the weights of ``[train] init`` (fine-tuning); its architecture must be the configured one."""
+    init = cfg.train.init
+    if init != "default" and not Path(init).is_absolute() and cfg.source is not None:
+        init = str(cfg.source.parent / init)
+    source, meta = load_checkpoint(init)
+    if source.config != cfg.model:
+        raise ConfigError(f"{cfg.source}: [train] init {cfg.train.init} is a {source.config.kind} of another "
+                          f"architecture than [model]; fine-tuning needs the same one")
+    model.load_state_dict(source.state_dict())
 
 
 def _training_meta(cfg: RunConfig, split, world: int, history: list[dict[str, Any]]) -> dict[str, Any]:

@@ -76,7 +76,27 @@ def test_torchrun_two_cpu_processes(tmp_path, cmu_archive_path):
     assert meta["training"]["processes"] == 2
 
 
+def test_fine_tuning_starts_from_a_checkpoint(tmp_path, cmu_archive_path):
+    first = _config(tmp_path, cmu_archive_path, epochs=2, steps=20, model="mlp")
+    assert _train("--config", str(first)).returncode == 0
+    trained = json.loads((tmp_path / "run" / "history.json").read_text())[-1]["val_clean_mpjpe_mm"]
+    ckpt = tmp_path / "run" / "last.safetensors"
+    (tmp_path / "ft").mkdir()
+    tuned = _config(tmp_path / "ft", cmu_archive_path, epochs=1, steps=1, model="mlp",
+                    extra=f'init = "{ckpt}"')
+    text = tuned.read_text().replace("lr = 3e-3", "lr = 1e-6")
+    tuned.write_text(text.replace("[data]", "[data]\ncamera_distance_m = [2.0, 9.0]"))
+    assert _train("--config", str(tuned)).returncode == 0
+    start = json.loads((tmp_path / "ft" / "run" / "history.json").read_text())[0]["val_clean_mpjpe_mm"]
+    assert abs(start - trained) < 0.1 * trained  # one tiny step from the trained weights, not from scratch
+    # another architecture cannot be fine-tuned from it
+    other = _config(tmp_path / "ft", cmu_archive_path, epochs=1, steps=1, extra=f'init = "{ckpt}"')
+    res = _train("--config", str(other))
+    assert res.returncode == 2 and "another architecture" in res.stderr and "Traceback" not in res.stderr
+
+
 @pytest.mark.parametrize("text,message", [
+    ('[data]\nmotion = "x.npz"\ncamera_distance_m = [5, 1]\n', "camera_distance_m must be [near, far]"),
     ('[data]\nmotion = "x.npz"\n[train]\nepochz = 3\n', "unknown key(s) in [train]: epochz"),
     ('[data]\nmotion = "x.npz"\n[model]\nkind = "lstm"\n', "unknown model kind"),
     ("[data\n", "not valid TOML"),
