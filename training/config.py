@@ -32,7 +32,7 @@ from typing import Any
 
 from engines.models import ModelConfig, config_from_dict
 
-__all__ = ["ConfigError", "DataConfig", "TrainConfig", "RunConfig", "load_config"]
+__all__ = ["ConfigError", "DataConfig", "RunConfig", "TrainConfig", "load_config"]
 
 
 class ConfigError(ValueError):

@@ -38,7 +38,7 @@ from training.config import ConfigError, RunConfig
 from training.data import group_weights, make_sampler, open_motion, split_by_groups
 from training.synth import CLEAN, DETECTOR, NO_AUGMENTATION, Augmentation, Batch
 
-__all__ = ["train", "lifter_loss", "predict_frames"]
+__all__ = ["lifter_loss", "predict_frames", "train"]
 
 
 def _dist_env() -> tuple[int, int, int]:
@@ -309,7 +309,7 @@ def _initialise(model: nn.Module, cfg: RunConfig) -> None:
     init = cfg.train.init
     if init != "default" and not Path(init).is_absolute() and cfg.source is not None:
         init = str(cfg.source.parent / init)
-    source, meta = load_checkpoint(init)
+    source, _ = load_checkpoint(init)
     if source.config != cfg.model:
         raise ConfigError(f"{cfg.source}: [train] init {cfg.train.init} is a {source.config.kind} of another "
                           f"architecture than [model]; fine-tuning needs the same one")
