@@ -60,6 +60,7 @@ import numpy as np
 from engines.skeleton import CANONICAL, HEAD_SITES_M, HUMANOID_BONES, HUMANOID_PARENTS
 
 __all__ = [
+    "BACKENDS",
     "CAMERA_TO_RIG",
     "LENGTH_NAMES",
     "NODE_JOINT",
@@ -79,6 +80,7 @@ __all__ = [
     "quat_from_matrix",
     "matrix_from_quat",
     "solve",
+    "warmup",
 ]
 
 RIG_NODES: tuple[str, ...] = HUMANOID_BONES + ("HeadTop",)
@@ -173,6 +175,11 @@ _REST_A = np.stack([_rest(_X, _Y), _rest(_Y, _X), _rest(_Y, _X), _rest(_A_REST, 
 _REST_B = np.stack([_rest(_NECK_REST, _X), _rest(_X, _Z), _rest(-_X, _Z), _rest(-_Y, _Z), _rest(-_Y, _Z)])  # Neck LSh RSh LUL RUL
 _REST_C = np.stack([_rest(_X, _Z), _rest(-_X, _Z), _rest(-_Y, _Z), _rest(-_Y, _Z)])  # LUA RUA LLL RLL
 _REST_D = np.stack([_rest(_X, _Z), _rest(-_X, _Z)])  # LLA RLA
+_REST_BY_BONE = np.stack([np.eye(3)] * len(HUMANOID_BONES))  # the kernel's table; hands/feet unused
+for _rest_t, _bones in ((_REST_A, (0, 1, 2, 4)), (_REST_B, (3, 5, 9, 13, 16)), (_REST_C, (6, 10, 14, 17)),
+                        (_REST_D, (7, 11))):
+    _REST_BY_BONE[list(_bones)] = _rest_t
+_PARENTS = np.array(HUMANOID_PARENTS, dtype=np.int64)
 _STRAIGHT_BLEND = 0.3  # weight of the swing reference against the bend (|bend| = sin of the bend angle)
 _HEAD_BLEND = 0.2  # weight of the shoulder line in the head's twist reference
 
@@ -226,7 +233,7 @@ def global_rotations(rig_joints: np.ndarray) -> np.ndarray:
     arms_f = np.stack([P[:, 13] - P[:, 12], P[:, 16] - P[:, 15]], axis=1)
     arm_t = _limb_reference(RB[:, 1:3], arms_u, arms_f, np.stack([_X, -_X]), _Z, 1.0)
     d = np.concatenate([arms_u, legs_f], axis=1)
-    t = np.concatenate([arm_t, RB[:, 3:5, :, 1]], axis=1)  # a shin keeps its thigh's bend plane
+    t = np.concatenate([arm_t, RB[:, 3:5, :, 2]], axis=1)  # a shin keeps its thigh's bend plane (z)
     RC = _frames(d, t) @ _REST_C
     R[:, 6], R[:, 10], R[:, 14], R[:, 17] = RC[:, 0], RC[:, 1], RC[:, 2], RC[:, 3]
     RD = _frames(arms_f, RC[:, 0:2, :, 2]) @ _REST_D  # a forearm keeps its upper arm's bend plane (z)
@@ -312,22 +319,48 @@ def rows_from(root: np.ndarray, local_R: np.ndarray, lengths: np.ndarray) -> np.
     return rows
 
 
-def solve(joints_camera: np.ndarray, lengths: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _solve_numba(P: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Rows (N, R, 7) from rig-frame joints (N, 17, 3) and lengths (N, 15), compiled."""
+    from realtime.rig_kernel import solve_rows_numba
+
+    rows = np.empty((P.shape[0], len(RIG_NODES), 7))
+    solve_rows_numba(P, np.ascontiguousarray(lengths, dtype=np.float64), _REST_BY_BONE, _OFFSETS, _PARENTS, rows)
+    return rows
+
+
+def _measure_numba(P: np.ndarray) -> np.ndarray:
+    from realtime.rig_kernel import measure_lengths_numba
+
+    out = np.empty((P.shape[0], len(LENGTH_NAMES)))
+    measure_lengths_numba(P, out)
+    return out
+
+
+BACKENDS = ("numba", "numpy")
+
+
+def solve(joints_camera: np.ndarray, lengths: np.ndarray | None = None, backend: str = "numpy"
+          ) -> tuple[np.ndarray, np.ndarray]:
     """Batch solve: joints (..., 17, 3) camera frame -> (rows (..., R, 7), measured lengths (..., 15)).
 
     ``lengths`` (15,) or (..., 15) fixes the offsets (e.g. a person's calibrated lengths); by
-    default each frame's own measured lengths are used (exact forward kinematics).
+    default each frame's own measured lengths are used (exact forward kinematics). ``backend``
+    picks the NumPy reference or the compiled kernel (same results).
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown rig backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     J = CANONICAL.check(joints_camera, 3)
     lead = J.shape[:-2]
     P = J.reshape(-1, CANONICAL.num_joints, 3).astype(np.float64) * CAMERA_TO_RIG
     if not np.isfinite(P).all():
         raise ValueError("joints hold a non-finite value (NaN or inf); the rig needs every joint")
-    R = global_rotations(P)
-    measured = measure_lengths(P)
+    measured = measure_lengths(P) if backend == "numpy" else _measure_numba(P)
     use = measured if lengths is None else np.broadcast_to(np.asarray(lengths, np.float64).reshape(-1, len(LENGTH_NAMES)),
                                                           measured.shape)
-    rows = rows_from(P[:, 0], local_rotations(R), use)
+    if backend == "numpy":
+        rows = rows_from(P[:, 0], local_rotations(global_rotations(P)), use)
+    else:
+        rows = _solve_numba(np.ascontiguousarray(P), use)
     return rows.reshape(lead + rows.shape[1:]), measured.reshape(lead + (len(LENGTH_NAMES),))
 
 
@@ -397,9 +430,13 @@ class RigFrame:
 class RigSolver:
     """Solves rig rows per frame for tracked persons, keeping each person's bone lengths."""
 
-    def __init__(self, config: RigConfig | None = None) -> None:
+    def __init__(self, config: RigConfig | None = None, backend: str = "numba") -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown rig backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         self.config = config or RigConfig()
+        self.backend = backend
         self._people: dict[int, _Person] = {}
+        self._last_forget_ns = 0
 
     def lengths(self, person_id: int) -> np.ndarray | None:
         """The lengths (15,) currently used for ``person_id``, or None if unknown."""
@@ -414,14 +451,19 @@ class RigSolver:
             raise ValueError(f"expected joints shaped ({len(ids)}, 17, 3) for {len(ids)} ids, got {J.shape}")
         if not ids:
             return RigFrame((), np.empty((0, len(RIG_NODES), 7)), np.empty((0, len(LENGTH_NAMES))))
-        P = J.astype(np.float64) * CAMERA_TO_RIG
-        if not np.isfinite(P).all():
+        P = np.multiply(J, CAMERA_TO_RIG, dtype=np.float64)
+        if not math.isfinite(P.sum()):
             raise ValueError("joints hold a non-finite value (NaN or inf); the rig needs every joint")
-        R = global_rotations(P)
-        measured = measure_lengths(P)
-        use = np.stack([self._update(pid, m, int(t_ns)) for pid, m in zip(ids, measured)])
-        self._forget(int(t_ns))
-        return RigFrame(ids, rows_from(P[:, 0], local_rotations(R), use), use)
+        numba = self.backend == "numba"
+        measured = _measure_numba(P) if numba else measure_lengths(P)
+        t_ns = int(t_ns)
+        use = np.empty_like(measured)
+        for k, (pid, m) in enumerate(zip(ids, measured)):
+            use[k] = self._update(pid, m, t_ns)
+        if t_ns - self._last_forget_ns > 1e9:
+            self._forget(t_ns)
+        rows = _solve_numba(P, use) if numba else rows_from(P[:, 0], local_rotations(global_rotations(P)), use)
+        return RigFrame(ids, rows, use)
 
     def _update(self, pid: int, measured: np.ndarray, t_ns: int) -> np.ndarray:
         cfg = self.config
@@ -437,10 +479,28 @@ class RigSolver:
                 p.calibrated, p.samples = True, []
         else:
             step = cfg.refine_m_per_s * min(dt, 0.5)  # a long gap is not a licence to jump
-            p.lengths = p.lengths + np.clip(measured - p.lengths, -step, step)
+            delta = measured - p.lengths
+            np.minimum(delta, step, out=delta)
+            np.maximum(delta, -step, out=delta)
+            p.lengths += delta
         return p.lengths
 
     def _forget(self, now_ns: int) -> None:
+        self._last_forget_ns = now_ns
         limit = self.config.forget_s * 1e9
         for pid in [pid for pid, p in self._people.items() if now_ns - p.last_ns > limit]:
             del self._people[pid]
+
+
+def warmup() -> None:
+    """Compile (or load from Numba's cache) the rig kernel before the first real frame."""
+    from engines.skeleton import H36M17  # noqa: F401 - the canonical skeleton, for the T-pose below
+
+    t_pose = np.zeros((1, CANONICAL.num_joints, 3))
+    # a T-pose in the camera frame (y down): hips, knees and ankles below, arms out sideways
+    for j, xyz in {1: (-0.1, 0, 0), 2: (-0.1, 0.45, 0), 3: (-0.1, 0.9, 0), 4: (0.1, 0, 0), 5: (0.1, 0.45, 0),
+                   6: (0.1, 0.9, 0), 7: (0, -0.25, 0), 8: (0, -0.5, 0), 9: (0, -0.62, -0.12), 10: (0, -0.8, 0),
+                   11: (0.2, -0.5, 0), 12: (0.5, -0.5, 0), 13: (0.75, -0.5, 0), 14: (-0.2, -0.5, 0),
+                   15: (-0.5, -0.5, 0), 16: (-0.75, -0.5, 0)}.items():
+        t_pose[0, j] = xyz
+    solve(t_pose, backend="numba")
