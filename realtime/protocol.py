@@ -450,7 +450,8 @@ def decode(frames: Sequence[bytes], *, with_rig: bool = False):
     if not isinstance(frames, (list, tuple)):
         raise ProtocolError(f"expected a list of 3 frames, got {type(frames).__name__}")
     if len(frames) not in (3, 4):
-        raise ProtocolError(f"expected 3 frames (topic, header, payload), or 4 with the rig, got {len(frames)}")
+        raise ProtocolError(f"expected 3 frames (topic, header, payload), got {len(frames)} "
+                            f"(protocol v2 adds a 4th, the rig)")
     try:
         topic, raw_header, payload, *rest = (bytes(memoryview(f)) for f in frames)
     except TypeError:
@@ -481,5 +482,5 @@ def decode(frames: Sequence[bytes], *, with_rig: bool = False):
         if not math.isfinite(rig.sum(dtype=np.float64)):
             raise ProtocolError("rig rows hold a non-finite value (NaN or inf)")
     elif rest:
-        raise ProtocolError("a protocol v1 message has 3 frames (topic, header, payload), got 4")
+        raise ProtocolError("expected 3 frames (topic, header, payload), got 4 (only protocol v2 has a 4th)")
     return (header, joints, rig) if with_rig else (header, joints)
