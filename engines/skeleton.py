@@ -37,22 +37,22 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = [
-    "Skeleton",
-    "H36M17",
-    "CANONICAL",
-    "JointMap",
-    "MEDIAPIPE33_NAMES",
-    "MEDIAPIPE_TO_CANONICAL",
-    "H36M_TO_CANONICAL",
-    "MEDIAPIPE_HIP_WIDTH_SCALE",
-    "HEAD_SITES_M",
-    "BvhRecipe",
     "BVH_RECIPES",
-    "UnknownSkeletonError",
-    "detect_bvh_skeleton",
-    "bvh_to_canonical",
+    "CANONICAL",
+    "H36M17",
+    "H36M_TO_CANONICAL",
+    "HEAD_SITES_M",
     "HUMANOID_BONES",
     "HUMANOID_PARENTS",
+    "MEDIAPIPE33_NAMES",
+    "MEDIAPIPE_HIP_WIDTH_SCALE",
+    "MEDIAPIPE_TO_CANONICAL",
+    "BvhRecipe",
+    "JointMap",
+    "Skeleton",
+    "UnknownSkeletonError",
+    "bvh_to_canonical",
+    "detect_bvh_skeleton",
 ]
 
 

@@ -42,9 +42,9 @@ __all__ = [
     "PROTOCOL_VERSION_RIG",
     "REQUIRED_KEYS",
     "RIG_KEYS",
-    "SUPPORTED_VERSIONS",
     "ROOT",
     "STAGE_TIMESTAMPS",
+    "SUPPORTED_VERSIONS",
     "TIMESTAMP_KEYS",
     "TOPIC",
     "UNITS",
@@ -244,7 +244,14 @@ def make_header(
 
 def _rig_constants() -> dict[str, Any]:
     """The v2 header fields that are the same in every message (fresh lists each call)."""
-    from realtime.rig import NODE_JOINT, QUATERNION_ORDER, REST_POSE, RIG_AXES, RIG_NODES, RIG_PARENTS
+    from realtime.rig import (
+        NODE_JOINT,
+        QUATERNION_ORDER,
+        REST_POSE,
+        RIG_AXES,
+        RIG_NODES,
+        RIG_PARENTS,
+    )
 
     return {
         "rig_nodes": list(RIG_NODES),

@@ -75,10 +75,10 @@ __all__ = [
     "canonical_from_rows",
     "forward_kinematics",
     "global_rotations",
+    "matrix_from_quat",
     "measure_lengths",
     "offsets_from_lengths",
     "quat_from_matrix",
-    "matrix_from_quat",
     "solve",
     "warmup",
 ]

@@ -32,6 +32,7 @@ import ipaddress
 import socket
 import struct
 import time
+from typing import Self
 
 import numpy as np
 
@@ -132,7 +133,7 @@ class VmcSender:
     def close(self) -> None:
         self._sock.close()
 
-    def __enter__(self) -> VmcSender:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
