@@ -128,9 +128,10 @@ def _rig_outputs(args: argparse.Namespace) -> dict:
     """Check --vmc and --record early (one sentence each); say whether the rig solver is needed."""
     vmc = None
     if args.vmc is not None:
-        from realtime.vmc import parse_host_port
+        from realtime.vmc import VmcSender, parse_host_port
 
         vmc = parse_host_port(args.vmc)
+        VmcSender(*vmc).close()  # resolves the host now: a typo is one sentence before anything loads
     if args.record:
         _check_writable(Path(args.record))
     bvh = bool(args.record) and Path(args.record).suffix.lower() == ".bvh"
