@@ -13,7 +13,13 @@ import pytest
 from engines.skeleton import CANONICAL, HUMANOID_BONES
 from realtime import rig
 from realtime.client import Subscriber
-from realtime.protocol import PROTOCOL_VERSION_RIG, ProtocolError, decode, encode, make_header
+from realtime.protocol import (
+    PROTOCOL_VERSION_RIG,
+    ProtocolError,
+    decode,
+    encode,
+    make_header,
+)
 from realtime.publish import Publisher
 from realtime.vmc import VmcError, VmcSender, parse_host_port
 from tests.realtime.rig_checks import assert_fk_reproduces
