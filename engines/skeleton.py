@@ -37,20 +37,22 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = [
-    "Skeleton",
-    "H36M17",
-    "CANONICAL",
-    "JointMap",
-    "MEDIAPIPE33_NAMES",
-    "MEDIAPIPE_TO_CANONICAL",
-    "H36M_TO_CANONICAL",
-    "MEDIAPIPE_HIP_WIDTH_SCALE",
-    "HEAD_SITES_M",
-    "BvhRecipe",
     "BVH_RECIPES",
+    "CANONICAL",
+    "H36M17",
+    "H36M_TO_CANONICAL",
+    "HEAD_SITES_M",
+    "HUMANOID_BONES",
+    "HUMANOID_PARENTS",
+    "MEDIAPIPE33_NAMES",
+    "MEDIAPIPE_HIP_WIDTH_SCALE",
+    "MEDIAPIPE_TO_CANONICAL",
+    "BvhRecipe",
+    "JointMap",
+    "Skeleton",
     "UnknownSkeletonError",
-    "detect_bvh_skeleton",
     "bvh_to_canonical",
+    "detect_bvh_skeleton",
 ]
 
 
@@ -389,7 +391,55 @@ BVH_RECIPES: tuple[BvhRecipe, ...] = (
         left_hip="LeftUpLeg",
         right_hip="RightUpLeg",
     ),
+    BvhRecipe(
+        # Takes written by `realtime run --record take.bvh` (realtime.bvh_export): the humanoid
+        # rig's bones as joints, the Head at the nose and a HeadTop joint at the crown.
+        name="posestream",
+        joints={
+            "pelvis": {"Hips": 1.0},
+            "right_hip": {"RightUpperLeg": 1.0},
+            "right_knee": {"RightLowerLeg": 1.0},
+            "right_ankle": {"RightFoot": 1.0},
+            "left_hip": {"LeftUpperLeg": 1.0},
+            "left_knee": {"LeftLowerLeg": 1.0},
+            "left_ankle": {"LeftFoot": 1.0},
+            "spine": {"Chest": 1.0},
+            "thorax": {"Neck": 1.0},
+            "left_shoulder": {"LeftUpperArm": 1.0},
+            "left_elbow": {"LeftLowerArm": 1.0},
+            "left_wrist": {"LeftHand": 1.0},
+            "right_shoulder": {"RightUpperArm": 1.0},
+            "right_elbow": {"RightLowerArm": 1.0},
+            "right_wrist": {"RightHand": 1.0},
+            "neck_nose": {"Head": 1.0},
+            "head": {"HeadTop": 1.0},
+        },
+        head_joint="Head",
+        neck_joint="Neck",
+        left_hip="LeftUpperLeg",
+        right_hip="RightUpperLeg",
+        sites=(),
+    ),
 )
+
+
+# --- Humanoid rig (bone rotations for game engines, VMC and BVH takes) ----------------------------
+
+HUMANOID_BONES: tuple[str, ...] = (
+    "Hips", "Spine", "Chest", "Neck", "Head",
+    "LeftShoulder", "LeftUpperArm", "LeftLowerArm", "LeftHand",
+    "RightShoulder", "RightUpperArm", "RightLowerArm", "RightHand",
+    "LeftUpperLeg", "LeftLowerLeg", "LeftFoot",
+    "RightUpperLeg", "RightLowerLeg", "RightFoot",
+)  # fmt: skip
+"""Bones of the humanoid rig that ``realtime.rig`` solves from the canonical joints, named as VRM's
+humanoid bones (and Unity's ``HumanBodyBones``), parents before children. Each bone starts at a
+canonical joint: Hips and Spine at the pelvis, Chest at the spine point, Neck and both Shoulders
+(clavicles) at the thorax, Head at the nose (the crown is a site on it, "HeadTop"),
+UpperArm/LowerArm/Hand at shoulder/elbow/wrist, UpperLeg/LowerLeg/Foot at hip/knee/ankle. Hands and feet carry no observed rotation (their local rotation is identity)."""
+
+HUMANOID_PARENTS: tuple[int, ...] = (-1, 0, 1, 2, 3, 2, 5, 6, 7, 2, 9, 10, 11, 0, 13, 14, 0, 16, 17)
+"""Parent bone index of each of :data:`HUMANOID_BONES` (-1 for Hips, the root)."""
 
 
 def detect_bvh_skeleton(names: tuple[str, ...] | list[str], source: str = "motion file") -> BvhRecipe:

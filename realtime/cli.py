@@ -66,8 +66,9 @@ def _stream(args: argparse.Namespace, spec) -> int:
         make_detector(args.detector)  # raises the sentence naming the choices
     if args.backend not in engines.BACKENDS:
         raise ValueError(f"unknown backend {args.backend!r}; choose one of {', '.join(engines.BACKENDS)}")
+    rig_outputs = _rig_outputs(args)  # --vmc / --record checked before anything heavy opens
     source = open_source(spec)
-    publisher = detector = viewer = None
+    publisher = detector = viewer = vmc = None
     try:
         publisher = Publisher(args.bind, source=source.info())
         engine = engines.load(args.checkpoint, backend=args.backend)
@@ -82,8 +83,21 @@ def _stream(args: argparse.Namespace, spec) -> int:
         print(f"publishing on {args.bind}: {spec.describe()} ({source.width}x{source.height} at {source.fps:g} fps), "
               f"detector {args.detector}, lifter {engine.backend} (T={engine.receptive_field})", file=sys.stderr)
         config = PipelineConfig(max_frames=args.max_frames, record=Path(args.record) if args.record else None,
-                                status=not args.quiet, live=spec.live)
-        pipeline = Pipeline(config, source, detector, Lifter(engine), publisher, smoother)
+                                status=not args.quiet, live=spec.live, rotations=args.rotations)
+        rig = None
+        if rig_outputs["rig"]:
+            from realtime.rig import RigSolver
+            from realtime.rig import warmup as rig_warmup
+
+            rig_warmup()
+            rig = RigSolver()
+        if rig_outputs["vmc"] is not None:
+            from realtime.vmc import VmcSender
+
+            vmc = VmcSender(*rig_outputs["vmc"])
+            print(f"sending VMC to {vmc.address[0]}:{vmc.address[1]}" + (" (another machine)" if vmc.remote else ""),
+                  file=sys.stderr)
+        pipeline = Pipeline(config, source, detector, Lifter(engine), publisher, smoother, rig=rig, vmc=vmc)
         stop = threading.Event()
         previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
         try:
@@ -98,6 +112,8 @@ def _stream(args: argparse.Namespace, spec) -> int:
             publisher.close()
         if viewer is not None:
             viewer.terminate()
+        if vmc is not None:
+            vmc.close()
     global _streamed
     _streamed = True
     s = stats.summary()
@@ -106,6 +122,34 @@ def _stream(args: argparse.Namespace, spec) -> int:
           f"{s['fps']:.1f} fps" + (f", capture->publish p50 {lat['p50']:.1f} ms p99 {lat['p99']:.1f} ms" if lat else "")
           + (f"; recorded to {args.record}" if args.record else ""), file=sys.stderr)
     return 0
+
+
+def _rig_outputs(args: argparse.Namespace) -> dict:
+    """Check --vmc and --record early (one sentence each); say whether the rig solver is needed."""
+    vmc = None
+    if args.vmc is not None:
+        from realtime.vmc import VmcSender, parse_host_port
+
+        vmc = parse_host_port(args.vmc)
+        VmcSender(*vmc).close()  # resolves the host now: a typo is one sentence before anything loads
+    if args.record:
+        _check_writable(Path(args.record))
+    bvh = bool(args.record) and Path(args.record).suffix.lower() == ".bvh"
+    return {"vmc": vmc, "rig": bool(args.rotations or vmc is not None or bvh)}
+
+
+def _check_writable(path: Path) -> None:
+    """Fail now, not after the take, when the recording cannot be written where asked."""
+    import tempfile
+
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot record to {path}: it is a directory; give a file name such as take.bvh")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".check"):
+            pass
+    except OSError as exc:
+        raise OSError(f"cannot record to {path}: {exc.strerror or exc}") from None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -138,7 +182,12 @@ def _stream_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default="default", help="lifter checkpoint or built engine (default: shipped model)")
     p.add_argument("--bind", default=DEFAULT_ENDPOINT, help=f"ZeroMQ PUB endpoint (default {DEFAULT_ENDPOINT}, loopback)")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
-    p.add_argument("--record", default=None, metavar="OUT.npz", help="write every published skeleton to this file")
+    p.add_argument("--record", default=None, metavar="OUT.npz|OUT.bvh",
+                   help="write every published skeleton to this file (.bvh: the rig as a BVH take for Blender)")
+    p.add_argument("--rotations", action="store_true",
+                   help="add bone rotations to every message (protocol v2; v1-only clients skip such messages)")
+    p.add_argument("--vmc", default=None, metavar="HOST:PORT",
+                   help="also send the rig over the VMC protocol (OSC/UDP), e.g. 127.0.0.1:39539")
     p.add_argument("--no-view", action="store_true", help="do not open the Open3D viewer")
     p.add_argument("--no-smoothing", action="store_true", help="publish the lifter's output unfiltered")
     p.add_argument("--min-cutoff", type=float, default=None, help="One Euro min cutoff, Hz (default: see docs)")

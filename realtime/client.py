@@ -7,7 +7,9 @@
             print(msg.seq, msg.joints.shape, msg.latency_ns)
 
 Each :class:`PoseMessage` holds the decoded header and the joints (P, 17, 3) float32, metres,
-camera frame (x right, y down, z forward). ``latest_only`` is for consumers that render the
+camera frame (x right, y down, z forward), and for a protocol v2 stream (``--rotations``) the rig
+rows (P, R, 7): per node its local offset and local rotation quaternion (x, y, z, w); feed them to
+``realtime.rig.forward_kinematics`` or to your engine's bones. ``latest_only`` is for consumers that render the
 present (a game loop, a viewer): every ``recv`` drains what is queued and returns only the
 newest message, so a consumer that falls behind catches up instead of replaying old frames.
 """
@@ -36,11 +38,17 @@ class SubscriberError(OSError):
 
 @dataclass
 class PoseMessage:
-    """One received pose message (protocol v1)."""
+    """One received pose message (protocol v1, or v2 with the rig)."""
 
     header: dict
     joints: np.ndarray  # (P, 17, 3) float32, metres, camera frame
     recv_ns: int = 0  # time.monotonic_ns() when the message came off the socket
+    rig: np.ndarray | None = None  # v2: (P, R, 7) float32 per rig node: offset xyz, quaternion xyzw
+
+    @property
+    def rig_nodes(self) -> list[str]:
+        """Names of the rig's nodes (v2), in the order of :attr:`rig`'s second axis; [] for v1."""
+        return self.header.get("rig_nodes", [])
 
     @property
     def seq(self) -> int:
@@ -138,9 +146,9 @@ class Subscriber(SocketOwner):
                     break
                 frames, recv_ns = newer, time.monotonic_ns()
                 self.skipped += 1
-        header, joints = decode(frames)
+        header, joints, rig = decode(frames, with_rig=True)
         self.received += 1
-        return PoseMessage(header=header, joints=joints, recv_ns=recv_ns)
+        return PoseMessage(header=header, joints=joints, recv_ns=recv_ns, rig=rig)
 
     def __iter__(self) -> Iterator[PoseMessage]:
         """Messages for ever (blocking), until the subscriber is closed."""

@@ -43,6 +43,7 @@ class PipelineConfig:
     record: Path | None = None
     status: bool = True
     live: bool = True  # drop stale frames (cameras, paced files); False: process every frame (--fast)
+    rotations: bool = False  # publish the rig's bone rotations (protocol v2); needs a rig solver
 
 
 @dataclass
@@ -100,7 +101,7 @@ class Recorder:
         self.ids: list[int] = []
         self.conf: list[np.ndarray] = []
 
-    def add(self, header: dict[str, Any], joints: np.ndarray) -> None:
+    def add(self, header: dict[str, Any], joints: np.ndarray, rig: Any = None) -> None:
         k = len(self.meta)
         self.meta.append((header["frame"], header["t_capture_ns"] or 0, header["t_publish_ns"], len(joints)))
         for person, row in zip(header["persons"], joints):
@@ -131,16 +132,24 @@ class Pipeline:
     -> dict`` (or None), ``publisher.send(joints, frame=, timestamps=, persons=) -> header``.
     """
 
-    def __init__(self, config: PipelineConfig, source, detector, lifter, publisher, smoother=None) -> None:
+    def __init__(self, config: PipelineConfig, source, detector, lifter, publisher, smoother=None, rig=None,
+                 vmc=None) -> None:
         self.config = config
         self.source, self.detector, self.lifter = source, detector, lifter
         self.publisher, self.smoother = publisher, smoother
+        self.rig, self.vmc = rig, vmc  # realtime.rig.RigSolver, realtime.vmc.VmcSender (optional)
         depth = 1 if config.live else 8
         self.q1: queue.Queue = queue.Queue(depth)
         self.q2: queue.Queue = queue.Queue(depth)
         self.q3: queue.Queue = queue.Queue(depth)
         self.stats = PipelineStats()
-        self.recorder = Recorder(config.record) if config.record else None
+        self.recorder = None
+        if config.record and Path(config.record).suffix.lower() == ".bvh":
+            from realtime.bvh_export import BvhRecorder
+
+            self.recorder = BvhRecorder(config.record, fps=float(getattr(source, "fps", 30.0) or 30.0))
+        elif config.record:
+            self.recorder = Recorder(config.record)
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._recent: deque[tuple[float, float, float, float, int]] = deque(maxlen=256)
@@ -220,10 +229,14 @@ class Pipeline:
                 joints = np.stack([smoothed[int(i)] for i in p.ids]).astype(np.float32) if len(p.ids) else joints
             persons = [{"id": int(i), "confidence": float(s), "joint_confidence": kp[:, 2]}
                        for i, s, kp in zip(p.ids, p.scores, p.keypoints)]
-            header = self.publisher.send(np.ascontiguousarray(joints, np.float32), frame=p.frame, timestamps=p.t,
-                                         persons=persons)
+            joints = np.ascontiguousarray(joints, np.float32)
+            rig = self.rig(p.ids, joints, p.t["t_capture_ns"]) if self.rig is not None else None
+            header = self.publisher.send(joints, frame=p.frame, timestamps=p.t, persons=persons,
+                                         **({"rig": rig.rows} if rig is not None and self.config.rotations else {}))
+            if self.vmc is not None:
+                self.vmc.send(rig, header["t_publish_ns"])
             if self.recorder is not None:
-                self.recorder.add(header, joints)
+                self.recorder.add(header, joints, rig)
             self._account(p, header, t0)
             if self.config.status and time.monotonic() - last_status >= 1.0:
                 last_status = time.monotonic()

@@ -1,4 +1,4 @@
-"""posestream wire protocol v1: how one 3D pose message looks on a ZeroMQ PUB socket.
+"""posestream wire protocol v1 (and v2, v1 plus bone rotations): one 3D pose message on ZeroMQ.
 
 A message is three ZeroMQ frames (``docs/protocol.md`` is the full specification, written so a
 client can be built from it alone):
@@ -6,6 +6,11 @@ client can be built from it alone):
 1. topic: the ASCII bytes ``pose`` (subscribers filter on this prefix);
 2. header: a UTF-8 JSON object (version, counters, timestamps, shape, joint names, persons);
 3. payload: ``persons * joints * 3`` little-endian float32, row-major, shaped ``(P, J, 3)``.
+
+Version 2 (sent only when a stream is asked for rotations, ``realtime run --rotations``) adds a
+fourth frame, the humanoid rig (``realtime.rig``): ``persons * nodes * 7`` little-endian float32
+shaped ``(P, R, 7)``, per node its local offset xyz (metres) and local rotation quaternion
+(x, y, z, w), described by the header keys in :data:`RIG_KEYS`. Everything else is as in v1.
 
 Coordinates are metres in the camera frame, x right, y down, z forward; every joint, the pelvis
 (joint 0) included, is an absolute position in that frame. A frame with nobody in view is sent
@@ -34,9 +39,12 @@ __all__ = [
     "DTYPE",
     "FRAME_OF_REFERENCE",
     "PROTOCOL_VERSION",
+    "PROTOCOL_VERSION_RIG",
     "REQUIRED_KEYS",
+    "RIG_KEYS",
     "ROOT",
     "STAGE_TIMESTAMPS",
+    "SUPPORTED_VERSIONS",
     "TIMESTAMP_KEYS",
     "TOPIC",
     "UNITS",
@@ -48,6 +56,10 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 1
+"""The version of a plain stream (positions only)."""
+PROTOCOL_VERSION_RIG = 2
+"""The version of a stream with bone rotations (a fourth frame)."""
+SUPPORTED_VERSIONS = (PROTOCOL_VERSION, PROTOCOL_VERSION_RIG)
 TOPIC = b"pose"
 DTYPE = "<f4"
 UNITS = "m"
@@ -64,6 +76,10 @@ REQUIRED_KEYS = (
     "v", "seq", "frame", *TIMESTAMP_KEYS, "shape", "dtype", "joints", "parents", "persons",
     "units", "frame_of_reference", "axes", "root", "source",
 )  # fmt: skip
+
+RIG_KEYS = ("rig_shape", "rig_nodes", "rig_parents", "rig")
+"""Header keys a v2 message adds: ``rig_shape`` ``[P, R, 7]``, node names and parents, and ``rig``,
+an object stating the conventions (quaternion order, axes, rest pose, units)."""
 
 CONFIDENCE_DECIMALS = 3
 """Confidences are rounded to 0.001 in headers: finer steps mean nothing, and short numbers
@@ -184,8 +200,9 @@ def make_header(
     timestamps: Mapping[str, int | None] | None = None,
     t_publish_ns: int | None = None,
     source: Mapping[str, Any] | None = None,
+    rig: bool = False,
 ) -> dict[str, Any]:
-    """A v1 header with the constant fields filled in from the canonical skeleton.
+    """A v1 header (``rig=True``: v2, with the rig keys) with the constant fields filled in.
 
     ``persons`` has one entry per payload row: ``{"id": int, "confidence": float,
     "joint_confidence": 17 floats}`` (numpy values are converted to plain JSON numbers).
@@ -211,7 +228,7 @@ def make_header(
         if value < 0:
             raise ProtocolError(f"{key} must be a non-negative integer, got {value}")
     header: dict[str, Any] = {
-        "v": PROTOCOL_VERSION,
+        "v": PROTOCOL_VERSION_RIG if rig else PROTOCOL_VERSION,
         **counters,
         **times,
         "shape": [len(people), j, 3],
@@ -219,7 +236,30 @@ def make_header(
         "source": dict(source or {}),
         **_constant_fields(),
     }
+    if rig:
+        header["rig_shape"] = [len(people), len(_rig_constants()["rig_nodes"]), 7]
+        header.update(_rig_constants())
     return header
+
+
+def _rig_constants() -> dict[str, Any]:
+    """The v2 header fields that are the same in every message (fresh lists each call)."""
+    from realtime.rig import (
+        NODE_JOINT,
+        QUATERNION_ORDER,
+        REST_POSE,
+        RIG_AXES,
+        RIG_NODES,
+        RIG_PARENTS,
+    )
+
+    return {
+        "rig_nodes": list(RIG_NODES),
+        "rig_parents": list(RIG_PARENTS),
+        "rig": {"quaternion": QUATERNION_ORDER, "axes": RIG_AXES, "rest_pose": REST_POSE, "units": UNITS,
+                "row": "offset x, offset y, offset z, qx, qy, qz, qw",
+                "joints": {name: RIG_NODES[NODE_JOINT.index(name)] for name in CANONICAL.joint_names}},
+    }
 
 
 def _constant_fields() -> dict[str, Any]:
@@ -242,12 +282,29 @@ _CONSTANT_JSON = json.dumps(_constant_fields(), separators=(",", ":"))[1:-1]  # 
 def _header_json(header: dict) -> str:
     """Compact JSON for a valid header; the constant fields come pre-serialised (a third of the
     encoding time) whenever they hold the v1 values, which ``validate_header`` guarantees for all
-    but ``root``."""
+    but ``root`` (v2 rig constants: when they equal the defaults)."""
     if header["root"] != ROOT:
         return json.dumps(header, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
-    variable = {k: v for k, v in header.items() if k not in _CONSTANT_KEYS}
+    constant = _CONSTANT_JSON
+    skip = _CONSTANT_KEYS
+    if header["v"] == PROTOCOL_VERSION_RIG:
+        rig_json = _rig_json()
+        if all(header[k] == v for k, v in rig_json[1].items()):
+            constant, skip = f"{constant},{rig_json[0]}", skip | rig_json[1].keys()
+    variable = {k: v for k, v in header.items() if k not in skip}
     text = json.dumps(variable, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
-    return f"{text[:-1]},{_CONSTANT_JSON}}}"
+    return f"{text[:-1]},{constant}}}"
+
+
+_RIG_JSON: tuple[str, dict] | None = None
+
+
+def _rig_json() -> tuple[str, dict]:
+    global _RIG_JSON
+    if _RIG_JSON is None:
+        fields = _rig_constants()
+        _RIG_JSON = (json.dumps(fields, separators=(",", ":"))[1:-1], fields)
+    return _RIG_JSON
 
 
 # --- validation -----------------------------------------------------------------------------------
@@ -265,8 +322,9 @@ def validate_header(header: object) -> tuple[int, int]:
     v = header["v"]
     if not _is_int(v):
         raise ProtocolError(f"header 'v' must be an integer, got {v!r}")
-    if v != PROTOCOL_VERSION:
-        raise ProtocolError(f"message is protocol version {v}; this code understands version {PROTOCOL_VERSION}")
+    if v not in SUPPORTED_VERSIONS:
+        raise ProtocolError(f"message is protocol version {v}; this code understands versions "
+                            f"{' and '.join(map(str, SUPPORTED_VERSIONS))}")
     missing = [k for k in REQUIRED_KEYS if k not in header]
     if missing:
         raise ProtocolError(f"header is missing required key(s): {', '.join(missing)}")
@@ -315,7 +373,28 @@ def validate_header(header: object) -> tuple[int, int]:
         raise ProtocolError(f"header 'root' must be a string, got {header['root']!r}")
     if not isinstance(header["source"], dict):
         raise ProtocolError(f"header 'source' must be an object (may be empty), got {header['source']!r}")
+    if v == PROTOCOL_VERSION_RIG:
+        _validate_rig_keys(header, p)
     return p, j
+
+
+def _validate_rig_keys(header: dict, p: int) -> int:
+    """Check the v2 keys; return the number of rig nodes."""
+    missing = [k for k in RIG_KEYS if k not in header]
+    if missing:
+        raise ProtocolError(f"protocol v2 header is missing required key(s): {', '.join(missing)}")
+    want = _rig_json()[1]
+    shape = header["rig_shape"]
+    r = len(want["rig_nodes"])
+    if not (isinstance(shape, list) and len(shape) == 3 and all(_is_int(s) for s in shape)) or shape != [p, r, 7]:
+        raise ProtocolError(f"header 'rig_shape' must be [{p}, {r}, 7] (persons, rig nodes, 7), got {shape!r}")
+    for key in ("rig_nodes", "rig_parents"):
+        if header[key] != want[key]:
+            raise ProtocolError(f"header '{key}' must be {want[key]} in protocol v2, got {header[key]!r}")
+    rig = header["rig"]
+    if not isinstance(rig, dict) or rig.get("quaternion") != want["rig"]["quaternion"]:
+        raise ProtocolError("header 'rig' must be an object with \"quaternion\": \"x, y, z, w\"")
+    return r
 
 
 def _check_joints(joints: np.ndarray, p: int, j: int) -> None:
@@ -330,15 +409,23 @@ def _check_joints(joints: np.ndarray, p: int, j: int) -> None:
 # --- encode / decode ------------------------------------------------------------------------------
 
 
-def encode(header: dict, joints: np.ndarray) -> list[bytes]:
-    """Validate ``header`` and ``joints`` (P, 17, 3) and return the three frames to send."""
+def encode(header: dict, joints: np.ndarray, rig: np.ndarray | None = None) -> list[bytes]:
+    """Validate ``header`` and ``joints`` (P, 17, 3) and return the frames to send: three for v1,
+    four for v2, whose ``rig`` rows (P, R, 7) are required."""
     p, j = validate_header(header)
-    return _encode(header, joints, p, j)
+    return _encode(header, joints, p, j, rig)
 
 
-def _encode(header: dict, joints: np.ndarray, p: int, j: int) -> list[bytes]:
+def _encode(header: dict, joints: np.ndarray, p: int, j: int, rig: np.ndarray | None = None) -> list[bytes]:
     """Frames for a header already known to be valid (``encode`` checked it, or ``make_header``
-    built it); the joints are still checked against it."""
+    built it); the joints (and a v2 message's rig rows) are still checked against it."""
+    extra = []
+    if header["v"] == PROTOCOL_VERSION_RIG:
+        if rig is None:
+            raise ProtocolError("a protocol v2 header needs the rig rows (persons, nodes, 7)")
+        extra = [_rig_payload(rig, header["rig_shape"])]
+    elif rig is not None:
+        raise ProtocolError("rig rows need a protocol v2 header (make_header(..., rig=True))")
     try:
         arr = np.asarray(joints, dtype=DTYPE)
     except (TypeError, ValueError):
@@ -348,17 +435,32 @@ def _encode(header: dict, joints: np.ndarray, p: int, j: int) -> list[bytes]:
         text = _header_json(header)
     except (TypeError, ValueError) as exc:
         raise ProtocolError(f"header cannot be written as JSON: {exc}") from None
-    return [TOPIC, text.encode("utf-8"), arr.tobytes()]
+    return [TOPIC, text.encode("utf-8"), arr.tobytes(), *extra]
 
 
-def decode(frames: Sequence[bytes]) -> tuple[dict, np.ndarray]:
-    """Validate three received frames; return ``(header, joints)`` with joints (P, 17, 3) float32."""
+def _rig_payload(rig: np.ndarray, shape: list[int]) -> bytes:
+    try:
+        arr = np.asarray(rig, dtype=DTYPE)
+    except (TypeError, ValueError):
+        raise ProtocolError(f"rig rows must be a numeric array {tuple(shape)}, got {type(rig).__name__}") from None
+    if list(arr.shape) != list(shape):
+        raise ProtocolError(f"rig rows must be shaped {tuple(shape)} to match the header, got {arr.shape}")
+    if not math.isfinite(arr.sum(dtype=np.float64)):
+        raise ProtocolError("rig rows hold a non-finite value (NaN or inf)")
+    return arr.tobytes()
+
+
+def decode(frames: Sequence[bytes], *, with_rig: bool = False):
+    """Validate received frames; return ``(header, joints)`` with joints (P, 17, 3) float32, or
+    with ``with_rig`` ``(header, joints, rig)`` where rig is (P, R, 7) float32 for a v2 message
+    and None for v1."""
     if not isinstance(frames, (list, tuple)):
         raise ProtocolError(f"expected a list of 3 frames, got {type(frames).__name__}")
-    if len(frames) != 3:
-        raise ProtocolError(f"expected 3 frames (topic, header, payload), got {len(frames)}")
+    if len(frames) not in (3, 4):
+        raise ProtocolError(f"expected 3 frames (topic, header, payload), got {len(frames)} "
+                            f"(protocol v2 adds a 4th, the rig)")
     try:
-        topic, raw_header, payload = (bytes(memoryview(f)) for f in frames)
+        topic, raw_header, payload, *rest = (bytes(memoryview(f)) for f in frames)
     except TypeError:
         raise ProtocolError("every frame must be bytes") from None
     if topic != TOPIC:
@@ -375,4 +477,17 @@ def decode(frames: Sequence[bytes]) -> tuple[dict, np.ndarray]:
         raise ProtocolError(f"payload is {len(payload)} bytes but shape {[p, j, 3]} needs {want}")
     joints = np.frombuffer(payload, dtype=DTYPE).reshape(p, j, 3).astype(np.float32)
     _check_joints(joints, p, j)
-    return header, joints
+    rig = None
+    if header["v"] == PROTOCOL_VERSION_RIG:
+        if not rest:
+            raise ProtocolError("a protocol v2 message needs 4 frames (topic, header, payload, rig), got 3")
+        shape = header["rig_shape"]
+        want = _FLOAT_BYTES * shape[0] * shape[1] * shape[2]
+        if len(rest[0]) != want:
+            raise ProtocolError(f"rig frame is {len(rest[0])} bytes but rig_shape {shape} needs {want}")
+        rig = np.frombuffer(rest[0], dtype=DTYPE).reshape(shape).astype(np.float32)
+        if not math.isfinite(rig.sum(dtype=np.float64)):
+            raise ProtocolError("rig rows hold a non-finite value (NaN or inf)")
+    elif rest:
+        raise ProtocolError("expected 3 frames (topic, header, payload), got 4 (only protocol v2 has a 4th)")
+    return (header, joints, rig) if with_rig else (header, joints)

@@ -164,8 +164,12 @@ class Publisher(SocketOwner):
         frame: int,
         timestamps: Mapping[str, int | None],
         persons: list[dict],
+        rig: np.ndarray | None = None,
     ) -> dict[str, Any]:
         """Publish joints (P, 17, 3) metres, camera frame, with one ``persons`` entry per row.
+
+        With ``rig`` rows (P, R, 7) (``realtime.rig``) the message is protocol v2 (a fourth frame);
+        without, v1.
 
         ``timestamps`` holds the stage times (``t_capture_ns``, ``t_detect_start_ns``,
         ``t_detect_end_ns``, ``t_lift_end_ns``; missing ones are sent as null); ``t_publish_ns``
@@ -179,10 +183,11 @@ class Publisher(SocketOwner):
         unknown = set(stamps) - set(STAGE_TIMESTAMPS)
         if unknown:
             raise ProtocolError(f"unknown timestamp key(s) {', '.join(sorted(unknown))}; known: {', '.join(STAGE_TIMESTAMPS)}")
-        header = make_header(seq=self._seq, frame=frame, persons=persons, timestamps=stamps, source=self.source)
+        header = make_header(seq=self._seq, frame=frame, persons=persons, timestamps=stamps, source=self.source,
+                             rig=rig is not None)
         header["t_publish_ns"] = time.monotonic_ns()  # as late as possible: only JSON + copy follow
         # make_header built and checked every field, so skip validate_header's second pass
-        frames = _encode(header, joints, len(header["persons"]), header["shape"][1])
+        frames = _encode(header, joints, len(header["persons"]), header["shape"][1], rig)
         self._seq += 1
         try:
             self._sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=True)

@@ -146,7 +146,8 @@ def _person_set(key, value):
 
 
 HEADER_ERRORS = [
-    ("v wrong", _set("v", 2), "protocol version 2"),
+    ("v wrong", _set("v", 3), "protocol version 3"),
+    ("v2 without rig keys", _set("v", 2), "v2 header is missing required key"),
     ("v string", _set("v", "1"), "'v' must be an integer"),
     ("v bool", _set("v", True), "'v' must be an integer"),
     ("seq negative", _set("seq", -1), "'seq' must be a non-negative integer"),
