@@ -68,6 +68,8 @@ class PipelineStats:
     lift_ms: list[float] = field(default_factory=list)  # lifter compute (queue waits excluded)
     smooth_publish_ms: list[float] = field(default_factory=list)
     wait_detect_ms: list[float] = field(default_factory=list)  # capture -> detection start (queue + busy detector)
+    capture_ms: list[float] = field(default_factory=list)  # per captured frame: grab + decode, before its capture stamp
+    stamps: list[dict[str, int]] = field(default_factory=list)  # per published frame: every monotonic stamp (ns)
     wall_s: float = 0.0
 
     def summary(self) -> dict[str, Any]:
@@ -188,6 +190,7 @@ class Pipeline:
                 break
             n += 1
             self.stats.captured = n
+            self.stats.capture_ms.append(frame.read_ns / 1e6)
             t = {"t_capture_ns": frame.t_capture_ns, "t_detect_start_ns": None, "t_detect_end_ns": None,
                  "t_lift_end_ns": None}
             self._put(self.q1, _Packet(frame.index, frame.image, t), "detect")
@@ -218,21 +221,25 @@ class Pipeline:
             if self.smoother is not None:
                 smoothed = self.smoother({int(i): j for i, j in zip(p.ids, joints)}, p.t["t_capture_ns"])
                 joints = np.stack([smoothed[int(i)] for i in p.ids]).astype(np.float32) if len(p.ids) else joints
+            t_smoothed = time.monotonic_ns()
             persons = [{"id": int(i), "confidence": float(s), "joint_confidence": kp[:, 2]}
                        for i, s, kp in zip(p.ids, p.scores, p.keypoints)]
             header = self.publisher.send(np.ascontiguousarray(joints, np.float32), frame=p.frame, timestamps=p.t,
                                          persons=persons)
             if self.recorder is not None:
                 self.recorder.add(header, joints)
-            self._account(p, header, t0)
+            self._account(p, header, t0, t_smoothed)
             if self.config.status and time.monotonic() - last_status >= 1.0:
                 last_status = time.monotonic()
                 self._status_line()
         if self.config.status:
             self._status_line(final=True)
 
-    def _account(self, p: _Packet, header: dict[str, Any], t0: int) -> None:
+    def _account(self, p: _Packet, header: dict[str, Any], t0: int, t_smoothed: int) -> None:
         s = self.stats
+        s.stamps.append({**p.t, "t_lift_start_ns": p.lift_start_ns, "t_publish_stage_ns": t0,
+                         "t_smooth_end_ns": t_smoothed, "t_publish_ns": header["t_publish_ns"],
+                         "seq": header["seq"], "frame": p.frame})
         s.published += 1
         s.with_person += int(len(p.ids) > 0)
         t, tp = p.t, header["t_publish_ns"]
