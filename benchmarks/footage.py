@@ -254,7 +254,7 @@ def evaluate_footage(folder: Path, frames: int | None = None, progress: bool = T
             overall[method] = {k: float(np.average([r[k] for r in rows], weights=w))
                                for k in ("mpjpe_mm", "p_mpjpe_mm", "mpjve_mm")}
             overall[method]["frames"] = int(w.sum())
-            overall[method]["per_joint_p_mpjpe_mm"] = list(np.nanmean(e, axis=0))
+            overall[method]["per_joint_p_mpjpe_mm"] = list(1000 * np.nanmean(e, axis=0))
         result["rates"][rate] = {"stride": stride, "fed_fps": FPS / stride, "per_view": per_view, "overall": overall}
     bar.close()
     return result
