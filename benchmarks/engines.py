@@ -64,7 +64,7 @@ def time_engine(engine, window: int, iterations: int, batch: int = 1) -> dict[st
     from engines.build import example_input
 
     x = example_input(batch, window).numpy()
-    for _ in range(max(20, iterations // 10)):
+    for _ in range(max(3, iterations // 10)):  # warm-up: a tenth of the timed calls, at least 3
         engine.infer(x)
     times = np.empty(iterations)
     for i in range(iterations):
@@ -132,7 +132,7 @@ def run(windows: list[int], iterations: int, batch_large: int = 64, progress: bo
                 results.append({"window": window, "backend": name, "error": str(exc).splitlines()[0]})
                 continue
             row = {"window": window, "backend": name, "batch1": time_engine(engine, window, iterations)}
-            row[f"batch{batch_large}"] = time_engine(engine, window, max(20, iterations // 10), batch_large)
+            row[f"batch{batch_large}"] = time_engine(engine, window, max(5, iterations // 10), batch_large)
             results.append(row)
             engine.close()
             if partial is not None:  # what is done survives an interrupted run
