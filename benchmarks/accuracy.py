@@ -17,7 +17,6 @@ footage per view (for CI: checks the report is well formed).
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -180,18 +179,15 @@ def figures(report: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     from dataclasses import replace
 
-    from benchmarks.report import RESULTS, write_results
+    from benchmarks.report import add_common_args, produce
 
     ap = argparse.ArgumentParser(prog="python -m benchmarks accuracy", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--smoke", action="store_true", help="one mocap clip and 12 frames per view (CI)")
-    ap.add_argument("--out", default=None, help="results folder (default benchmarks/results/accuracy, "
-                                                 "benchmarks/results/accuracy-smoke with --smoke)")
+    add_common_args(ap, "accuracy", "one mocap clip and 12 frames per view (CI)")
     ap.add_argument("--mocap", default=None, help="BVH folder (default ../shared/data/cmu-mocap)")
     ap.add_argument("--footage", default=None, help="Pose2Sim-style folder: cam01..04.mp4 + Calib.qca.txt")
     ap.add_argument("--frames", type=int, default=None, help="frames per view (default: all)")
     ap.add_argument("--cameras", type=int, default=2, help="virtual cameras per mocap clip (default 2)")
     ap.add_argument("--skip-mocap", action="store_true", help="only the real-footage comparison")
-    ap.add_argument("--quiet", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
     if args.frames is not None and args.frames < 8:
         ap.error("--frames must be at least 8")
@@ -202,14 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = replace(settings, mocap=Path(args.mocap))
     if args.footage:
         settings = replace(settings, footage=Path(args.footage))
-    out = Path(args.out) if args.out else RESULTS / ("accuracy-smoke" if args.smoke else "accuracy")
-    try:
-        report = run(settings, progress=not args.quiet)
-    except (OSError, ValueError) as exc:
-        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+    report = produce("accuracy", args, lambda: run(settings, progress=not args.quiet),
+                     lambda r: (markdown(r), figures(r)))
+    if report is None:
         return 1
-    text = markdown(report)
-    for path in write_results(out, report, text, figures(report)):
-        print(f"wrote {path}", file=sys.stderr)
-    print(text.split("#### ")[0])
+    print(markdown(report).split("#### ")[0])
     return 0

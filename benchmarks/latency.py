@@ -252,17 +252,14 @@ def figures(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.report import RESULTS, write_results
+    from benchmarks.report import add_common_args, produce
 
     ap = argparse.ArgumentParser(prog="python -m benchmarks latency", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--smoke", action="store_true", help="a few frames and iterations of everything (CI)")
-    ap.add_argument("--out", default=None, help="results folder (default benchmarks/results/latency, "
-                                                 "benchmarks/results/latency-smoke with --smoke)")
+    add_common_args(ap, "latency", "a few frames and iterations of everything (CI)")
     ap.add_argument("--video", default=None, help="clip for the end-to-end runs (default: the 30 fps Sports2D demo)")
     ap.add_argument("--frames", type=int, default=None, help="frames per end-to-end run (default: the whole clip)")
     ap.add_argument("--iterations", type=int, default=None, help="timed batch-1 lifter calls per backend (default 500)")
     ap.add_argument("--note", default=None, help="a line printed above the results, e.g. 'taken on a loaded machine'")
-    ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
     settings = SMOKE if args.smoke else LatencySettings()
     if args.video:
@@ -275,15 +272,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.iterations < 1:
             ap.error("--iterations must be at least 1")
         settings = replace(settings, engine_iterations=args.iterations)
-    out = Path(args.out) if args.out else RESULTS / ("latency-smoke" if args.smoke else "latency")
-    try:
-        report = run(settings, progress=not args.quiet)
-    except (FileNotFoundError, OSError, RuntimeError, ValueError) as exc:
-        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+
+    def make() -> dict[str, Any]:
+        return {**run(settings, progress=not args.quiet), "note": args.note}
+
+    report = produce("latency", args, make, lambda r: (markdown(r, args.note), figures(r)))
+    if report is None:
         return 1
-    report["note"] = args.note
-    text = markdown(report, args.note)
-    for path in write_results(out, report, text, figures(report)):
-        print(f"wrote {path}", file=sys.stderr)
     print(targets_table(report["targets"]))
     return 0

@@ -12,11 +12,11 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RESULTS", "fmt", "md_table", "write_results"]
+__all__ = ["RESULTS", "add_common_args", "fmt", "md_table", "produce", "write_results"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -73,3 +73,29 @@ def write_results(folder: Path, report: dict[str, Any], markdown: str, figures: 
             tmp.write_bytes(data)
         written.append(folder / name)
     return written
+
+
+def add_common_args(ap, name: str, smoke_help: str) -> None:
+    """``--smoke``, ``--out`` and ``--quiet``, the same for every report command."""
+    ap.add_argument("--smoke", action="store_true", help=smoke_help)
+    ap.add_argument("--out", default=None, help=f"results folder (default benchmarks/results/{name}, "
+                                                 f"benchmarks/results/{name}-smoke with --smoke)")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def produce(name: str, args, make: Callable[[], dict[str, Any]],
+            render: Callable[[dict[str, Any]], tuple[str, dict[str, Any]]]) -> dict[str, Any] | None:
+    """Run ``make()``, render it and write the results folder; a failure a user can cause (a missing
+    file, a device that cannot open) is one ``error:`` line on stderr and None, with nothing written."""
+    import sys
+
+    out = Path(args.out) if args.out else RESULTS / (f"{name}-smoke" if args.smoke else name)
+    try:
+        report = make()
+    except (OSError, RuntimeError, ValueError) as exc:
+        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        return None
+    text, figs = render(report)
+    for path in write_results(out, report, text, figs):
+        print(f"wrote {path}", file=sys.stderr)
+    return report
