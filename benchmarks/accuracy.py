@@ -124,7 +124,15 @@ def markdown(report: dict[str, Any]) -> str:
             f"{f['reference']['reprojection_px_median']:.1f} px, p95 {f['reference']['reprojection_px_p95']:.1f} px. "
             "Root-relative, each "
             "camera's frame, mm. `ours` is what `realtime run` publishes (lifter + One Euro smoothing). "
-            "MPJVE is per frame fed: 1/30 s apart at 30fps, 1/60 s at 60fps."), "",
+            "MPJVE is per frame fed: 1/30 s apart at 30fps, 1/60 s at 60fps. MediaPipe's world landmarks are "
+            "camera-aligned (x right, y down, z away), so MPJPE and MPJVE compare like with like."), "",
+            ("The lifter was trained at 30 fps and this footage is 60 fps, so both ways of feeding it are reported: "
+             "**30fps** feeds every 2nd frame (the motion at the speed the model learned; its 27-frame window spans "
+             "0.9 s) and **60fps** feeds every frame, as `realtime run` does with a 60 fps source (the window spans "
+             "0.45 s and motion looks half as fast). MediaPipe runs on every frame either way and every method is "
+             "scored on the same frames. `MediaPipe world` comes from the same MediaPipe run that feeds our lifter "
+             "(its smoothing off, as in the pipeline); `MediaPipe world (its smoothing)` is a second run with "
+             "MediaPipe's default landmark smoothing on, i.e. what a MediaPipe user gets out of the box."), "",
             md_table(["target (ours lower than MediaPipe)", "rate", "ours mm", "MediaPipe mm", "verdict"],
                      [(f"{r['metric']} vs {r['against']}", r["rate"], r["ours_mm"], r["mediapipe_mm"],
                        "met" if r["met"] else "**missed**") for r in report["targets"]], digits=1), ""]
@@ -149,7 +157,10 @@ def markdown(report: dict[str, Any]) -> str:
     out += ["#### Are the views synchronised?", "",
             "Each pair of views triangulated with the second view shifted by k frames (60 fps): median two-view "
             "reprojection error in px. " + ("Every pair has its minimum at k = 0." if f["sync"]["synchronised"] else
-                                            "NOT every pair has its minimum at k = 0: see the table."), "",
+                                            "NOT every pair has its minimum at k = 0: see the table.")
+            + " A pair whose error stays high at every shift disagrees in calibration or in where MediaPipe puts "
+            "the joints in that view, rather than in time; the reference copes with one disagreeing view per joint "
+            "(above). Frames are paired by index, unshifted.", "",
             md_table(["pair"] + [f"k={k}" for k in shifts] + ["best k"],
                      [[name] + [p["reprojection_px_by_shift"][k] for k in shifts] + [p["best_shift"]]
                       for name, p in pairs.items()], digits=1), ""]
