@@ -86,8 +86,8 @@ def run(video: Path, fast: bool, frames: int | None, warmup_frames: int = 10) ->
         subscriber = RemoteSubscriber(publisher.endpoint)
         try:
             subscriber.connect(lambda: publisher.send(empty, frame=0, timestamps={}, persons=[]))
-            pipeline = Pipeline(PipelineConfig(max_frames=frames, status=False, live=spec.live), source, detector,
-                                Lifter(engine), publisher, SkeletonSmoother())
+            config = PipelineConfig(max_frames=frames, status=False, live=spec.live, keep_stamps=True)
+            pipeline = Pipeline(config, source, detector, Lifter(engine), publisher, SkeletonSmoother())
             with ResourceMeter() as meter:
                 stats = pipeline.run()
             receipts = subscriber.collect()

@@ -43,6 +43,7 @@ class PipelineConfig:
     record: Path | None = None
     status: bool = True
     live: bool = True  # drop stale frames (cameras, paced files); False: process every frame (--fast)
+    keep_stamps: bool = False  # keep every published frame's stamps in stats.stamps (benchmarks; grows with the run)
 
 
 @dataclass
@@ -69,7 +70,7 @@ class PipelineStats:
     smooth_publish_ms: list[float] = field(default_factory=list)
     wait_detect_ms: list[float] = field(default_factory=list)  # capture -> detection start (queue + busy detector)
     capture_ms: list[float] = field(default_factory=list)  # per captured frame: grab + decode, before its capture stamp
-    stamps: list[dict[str, int]] = field(default_factory=list)  # per published frame: every monotonic stamp (ns)
+    stamps: list[dict[str, int]] = field(default_factory=list)  # per published frame, every stamp (ns): keep_stamps
     wall_s: float = 0.0
 
     def summary(self) -> dict[str, Any]:
@@ -237,9 +238,10 @@ class Pipeline:
 
     def _account(self, p: _Packet, header: dict[str, Any], t0: int, t_smoothed: int) -> None:
         s = self.stats
-        s.stamps.append({**p.t, "t_lift_start_ns": p.lift_start_ns, "t_publish_stage_ns": t0,
-                         "t_smooth_end_ns": t_smoothed, "t_publish_ns": header["t_publish_ns"],
-                         "seq": header["seq"], "frame": p.frame})
+        if self.config.keep_stamps:
+            s.stamps.append({**p.t, "t_lift_start_ns": p.lift_start_ns, "t_publish_stage_ns": t0,
+                             "t_smooth_end_ns": t_smoothed, "t_publish_ns": header["t_publish_ns"],
+                             "seq": header["seq"], "frame": p.frame})
         s.published += 1
         s.with_person += int(len(p.ids) > 0)
         t, tp = p.t, header["t_publish_ns"]
