@@ -22,7 +22,7 @@ REPO = RESULTS.parents[1]
 
 COMMANDS = """```bash
 export PYTHONPATH=$PWD                      # in the checkout
-python -m benchmarks latency                # ~5 min on 2 cores -> benchmarks/results/latency/
+python -m benchmarks latency                # ~4 min on 2 cores -> benchmarks/results/latency/
 python -m benchmarks accuracy               # ~6 min on 2 cores -> benchmarks/results/accuracy/
 python -m benchmarks docs                   # rewrites this page from those two folders
 ```"""
