@@ -1,18 +1,19 @@
-"""``python -m benchmarks <name> [options]``: run one benchmark (``engines``, ``smoothing``,
-``transport``, ``skeleton_widths``, ``rig``)."""
+"""``python -m benchmarks <name> [options]``: run one benchmark (``latency`` and ``accuracy``: the
+full reports; ``engines``, ``pipeline``, ``smoothing``, ``transport``: their parts;
+``skeleton_widths``, ``rig``), or ``docs`` to rewrite docs/benchmarks.md from the latest reports."""
 
 from __future__ import annotations
 
 import sys
 
-NAMES = ("engines", "pipeline", "smoothing", "transport", "skeleton_widths", "rig")
+NAMES = ("latency", "accuracy", "docs", "engines", "pipeline", "smoothing", "transport", "skeleton_widths", "rig")
 
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in NAMES:
         print(f"usage: python -m benchmarks {{{','.join(NAMES)}}} [options]", file=sys.stderr)
         return 2
-    if argv[0] in ("engines", "pipeline", "smoothing", "transport", "rig"):
+    if argv[0] != "skeleton_widths":
         import importlib
 
         return importlib.import_module(f"benchmarks.{argv[0]}").main(argv[1:])

@@ -36,16 +36,25 @@ def machine() -> dict[str, Any]:
     return info
 
 
+CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"
+
+
 def _checkpoint_for(window: int, folder: Path) -> str:
-    """The shipped model for 27 frames; the same architecture, untrained, for other windows."""
+    """The shipped model for its own window; for another window the model of
+    ``training/configs/transformer{window}.toml`` (the shipped architecture, one token every
+    3rd / 9th frame), untrained: latency does not depend on the weights."""
     from engines.checkpoint import load_checkpoint, save_checkpoint
     from engines.models import build_model
+    from training.config import load_config
 
     model, _meta = load_checkpoint("default")
     if window == model.receptive_field:
         return "default"
-    stride = {81: 3, 243: 9}.get(window, 1)
-    cfg = replace(model.config, receptive_field=window, token_stride=stride)
+    config = CONFIGS / f"transformer{window}.toml"
+    if config.is_file():
+        cfg = load_config(config).model
+    else:  # no config for this window: the shipped architecture with one token per frame
+        cfg = replace(model.config, receptive_field=window, token_stride=1)
     path = folder / f"lifter_T{window}.safetensors"
     save_checkpoint(path, build_model(cfg), {"training": {"note": "untrained, for latency only"}})
     return str(path)
@@ -55,7 +64,7 @@ def time_engine(engine, window: int, iterations: int, batch: int = 1) -> dict[st
     from engines.build import example_input
 
     x = example_input(batch, window).numpy()
-    for _ in range(max(20, iterations // 10)):
+    for _ in range(max(3, iterations // 10)):  # warm-up: a tenth of the timed calls, at least 3
         engine.infer(x)
     times = np.empty(iterations)
     for i in range(iterations):
@@ -87,6 +96,22 @@ def _backends(cuda: bool, full_gpu: bool = True) -> list[tuple[str, dict[str, An
     return rows
 
 
+def skipped_backends() -> dict[str, str]:
+    """Backends this machine does not run, each with the reason, for the report."""
+    from engines import tensorrt_backend, torch_tensorrt_backend
+
+    out: dict[str, str] = {}
+    if not torch.cuda.is_available():
+        out.update({name: "no CUDA GPU on this machine" for name in
+                    ("torch (cuda)", "torch-compile (cuda graphs)", "aoti fp32 (cuda graphs)",
+                     "aoti fp16 (cuda graphs)", "onnxruntime (cuda)")})
+    for name, module in (("tensorrt", tensorrt_backend), ("torch-tensorrt", torch_tensorrt_backend)):
+        ok, why = module.available()
+        if not ok:
+            out[name] = why
+    return out
+
+
 def run(windows: list[int], iterations: int, batch_large: int = 64, progress: bool = True,
         partial: Path | None = None) -> dict[str, Any]:
     from tqdm import tqdm
@@ -107,7 +132,7 @@ def run(windows: list[int], iterations: int, batch_large: int = 64, progress: bo
                 results.append({"window": window, "backend": name, "error": str(exc).splitlines()[0]})
                 continue
             row = {"window": window, "backend": name, "batch1": time_engine(engine, window, iterations)}
-            row[f"batch{batch_large}"] = time_engine(engine, window, max(20, iterations // 10), batch_large)
+            row[f"batch{batch_large}"] = time_engine(engine, window, max(5, iterations // 10), batch_large)
             results.append(row)
             engine.close()
             if partial is not None:  # what is done survives an interrupted run

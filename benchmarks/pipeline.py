@@ -4,10 +4,15 @@
 
 Runs the real pipeline in this process (MediaPipe on the CPU, the shipped lifter through
 ``engines.load(backend="auto")``, the Numba smoother, a real ZeroMQ publisher on a free loopback
-port) on a clip replayed at its native rate (default: ``../shared/media/sports2d-demo/demo.mp4``,
-30 fps, 1768x994) or unpaced with ``--fast``. Per published frame: latency = publish - capture;
-overhead = latency - detector compute - lifter compute, i.e. what the threads, queues, smoothing
-and publishing add. Sustained fps = published frames / wall time.
+port, read by a ``realtime.client.Subscriber`` in another process) on a clip replayed at its
+native rate (default: ``../shared/media/sports2d-demo/demo.mp4``, 30 fps, 1768x994) or unpaced
+with ``--fast``. Per published frame: latency = publish stamp - capture stamp; overhead = latency
+- detector compute - lifter compute, i.e. what the threads, queues, smoothing and publishing add
+(its share spent waiting for a busy detector is reported too); the per-stage spans
+(``STAGES``, then transport to the subscriber) add up to capture -> subscriber receipt. The
+capture stamp is taken after the frame is grabbed and decoded, so decoding (reported as
+``capture_ms``) is outside the latency, as a camera's exposure is. Sustained fps = published
+frames / wall time. CPU and memory of this process over the run (``benchmarks.resources``).
 """
 
 from __future__ import annotations
@@ -22,15 +27,48 @@ import numpy as np
 TARGET_FPS = 25.0
 TARGET_OVERHEAD_P99_MS = 3.0
 
+# Consecutive spans of one frame's life, from the stamps the pipeline keeps (realtime.pipeline):
+# they add up to capture -> publish (and, with the transport span, to capture -> subscriber).
+STAGES = (
+    ("wait_for_detector", "t_capture_ns", "t_detect_start_ns"),
+    ("detection", "t_detect_start_ns", "t_detect_end_ns"),
+    ("queue_to_lifter", "t_detect_end_ns", "t_lift_start_ns"),
+    ("lifting", "t_lift_start_ns", "t_lift_end_ns"),
+    ("queue_to_publisher", "t_lift_end_ns", "t_publish_stage_ns"),
+    ("smoothing", "t_publish_stage_ns", "t_smooth_end_ns"),
+    ("publishing", "t_smooth_end_ns", "t_publish_ns"),
+)
+
 
 def _pct(values: np.ndarray) -> dict[str, float]:
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan"), "mean": float("nan")}
     return {"p50": float(np.percentile(values, 50)), "p95": float(np.percentile(values, 95)),
-            "p99": float(np.percentile(values, 99))}
+            "p99": float(np.percentile(values, 99)), "mean": float(values.mean())}
 
 
-def run(video: Path, fast: bool, frames: int | None) -> dict[str, Any]:
+def _stage_spans(stamps: list[dict[str, int]], receipts: np.ndarray) -> dict[str, np.ndarray]:
+    """Per published frame, each span of ``STAGES`` in ms, plus ``transport`` (publish stamp to the
+    subscriber process's receipt; NaN for a message it did not get) and ``to_subscriber``."""
+    spans = {name: np.array([(s[b] - s[a]) / 1e6 for s in stamps]) for name, a, b in STAGES}
+    got = {int(r[0]): r for r in receipts}
+    spans["transport"] = np.array([got[s["seq"]][2] / 1e6 if s["seq"] in got else np.nan for s in stamps])
+    spans["to_subscriber"] = np.array([got[s["seq"]][3] / 1e6 if s["seq"] in got else np.nan for s in stamps])
+    return spans
+
+
+def run(video: Path, fast: bool, frames: int | None, warmup_frames: int = 10) -> dict[str, Any]:
+    """One pipeline run on ``video`` with a subscriber process; see the module docstring.
+
+    The first ``warmup_frames`` published frames are left out of every latency statistic (caches,
+    allocator, the subscriber's first wake-ups); fps counts the whole run.
+    """
     import engines
     from benchmarks.machine import describe
+    from benchmarks.resources import ResourceMeter
+    from benchmarks.transport import RemoteSubscriber
+    from engines.skeleton import CANONICAL
     from realtime.detect2d import MediaPipeDetector
     from realtime.lift import Lifter
     from realtime.pipeline import Pipeline, PipelineConfig
@@ -43,27 +81,51 @@ def run(video: Path, fast: bool, frames: int | None) -> dict[str, Any]:
     source = open_source(spec)
     engine = engines.load("default", backend="auto")
     detector = MediaPipeDetector()
+    empty = np.zeros((0, CANONICAL.num_joints, 3), np.float32)
     with Publisher("tcp://127.0.0.1:*", source=source.info()) as publisher:
-        pipeline = Pipeline(PipelineConfig(max_frames=frames, status=False, live=spec.live), source, detector,
-                            Lifter(engine), publisher, SkeletonSmoother())
-        stats = pipeline.run()
+        subscriber = RemoteSubscriber(publisher.endpoint)
+        try:
+            subscriber.connect(lambda: publisher.send(empty, frame=0, timestamps={}, persons=[]))
+            config = PipelineConfig(max_frames=frames, status=False, live=spec.live, keep_stamps=True)
+            pipeline = Pipeline(config, source, detector, Lifter(engine), publisher, SkeletonSmoother())
+            with ResourceMeter() as meter:
+                stats = pipeline.run()
+            receipts = subscriber.collect()
+        finally:
+            subscriber.close()
     source.release()
     detector.close()
-    lat, det, lift = (np.asarray(v) for v in (stats.latency_ms, stats.detect_ms, stats.lift_ms))
+    skip = slice(min(warmup_frames, max(len(stats.stamps) - 1, 0)), None)
+    spans = {k: v[skip] for k, v in _stage_spans(stats.stamps, receipts).items()}
+    lat, det, lift = (np.asarray(v)[skip] for v in (stats.latency_ms, stats.detect_ms, stats.lift_ms))
     overhead = lat - det - lift
     fps = stats.published / stats.wall_s
     return {
         "machine": describe("numpy", "cv2", "mediapipe", "onnxruntime", "torch", "zmq"),
         "video": str(video), "source": source.info(), "paced": not fast, "lifter_backend": engine.backend,
         "captured": stats.captured, "published": stats.published, "with_person": stats.with_person,
-        "dropped": stats.dropped, "wall_s": stats.wall_s, "fps": fps,
+        "dropped": stats.dropped, "wall_s": stats.wall_s, "fps": fps, "warmup_frames": skip.start,
+        "received_by_subscriber": int(np.isfinite(spans["transport"]).sum()),
         "latency_ms": _pct(lat), "detect_ms": _pct(det), "lift_ms": _pct(lift), "overhead_ms": _pct(overhead),
-        "smooth_publish_ms": _pct(np.asarray(stats.smooth_publish_ms)),
-        "wait_for_detector_ms": _pct(np.asarray(stats.wait_detect_ms)),
+        "smooth_publish_ms": _pct(np.asarray(stats.smooth_publish_ms)[skip]),
+        "wait_for_detector_ms": _pct(np.asarray(stats.wait_detect_ms)[skip]),
+        "capture_ms": _pct(np.asarray(stats.capture_ms)),
+        "stages_ms": {k: _pct(v[np.isfinite(v)]) for k, v in spans.items()},
+        "resources": meter.result(),
+        "samples_ms": {"capture_to_publish": [round(float(v), 3) for v in lat],
+                       "capture_to_subscriber": [round(float(v), 3) for v in spans["to_subscriber"] if np.isfinite(v)]},
         "targets": {"fps": TARGET_FPS, "fps_met": fps >= TARGET_FPS,
                     "overhead_p99_ms": TARGET_OVERHEAD_P99_MS,
                     "overhead_met": float(np.percentile(overhead, 99)) <= TARGET_OVERHEAD_P99_MS},
     }
+
+
+STAGE_LABELS = {
+    "wait_for_detector": "waiting for the detector (queue + busy)", "detection": "detection (MediaPipe)",
+    "queue_to_lifter": "queue to the lifter", "lifting": "lifting", "queue_to_publisher": "queue to the publisher",
+    "smoothing": "smoothing (One Euro)", "publishing": "publishing (header, send)",
+    "transport": "transport to the subscriber process", "to_subscriber": "capture -> subscriber receipt",
+}
 
 
 def markdown(r: dict[str, Any]) -> str:
@@ -71,30 +133,40 @@ def markdown(r: dict[str, Any]) -> str:
             ("lifter", r["lift_ms"]), ("smoothing + publishing", r["smooth_publish_ms"]),
             ("pipeline overhead", r["overhead_ms"]),
             ("... of which waiting for the detector", r["wait_for_detector_ms"])]
-    lines = [f"{r['machine']['cpu']}, {r['machine']['cores']} cores; {Path(r['video']).name} "
+    if "stages_ms" in r:
+        rows += [(f"stage: {STAGE_LABELS[k]}", v) for k, v in r["stages_ms"].items()]
+        rows.append(("capture (grab + decode, before the capture stamp)", r["capture_ms"]))
+    lines = [(f"{r['machine']['cpu']}, {r['machine']['cores']} cores; {Path(r['video']).name} "
              f"({r['source']['width']}x{r['source']['height']} at {r['source']['fps']:g} fps, "
-             f"{'native rate' if r['paced'] else 'unpaced'}); lifter {r['lifter_backend']}", "",
-             f"{r['published']} of {r['captured']} frames published ({r['with_person']} with a person), "
-             f"{r['fps']:.1f} fps sustained, dropped {r['dropped']}", "",
+             f"{'native rate' if r['paced'] else 'unpaced'}); lifter {r['lifter_backend']}"), "",
+             (f"{r['published']} of {r['captured']} frames published ({r['with_person']} with a person), "
+             f"{r['fps']:.1f} fps sustained, dropped {r['dropped']}"), "",
              "| ms | p50 | p95 | p99 |", "| --- | --- | --- | --- |"]
     lines += [f"| {name} | {v['p50']:.2f} | {v['p95']:.2f} | {v['p99']:.2f} |" for name, v in rows]
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from engines.verify import default_motion_source  # locates ../shared beside the checkout
+def shared_dir() -> Path:
+    """``../shared`` beside the checkout (found the way ``engines.verify`` finds the mocap)."""
+    from engines.verify import default_motion_source
 
+    mocap = default_motion_source()
+    return mocap.parents[1] if mocap is not None else Path("../shared")
+
+
+def default_video() -> Path:
+    """The 30 fps clip the pipeline targets are stated for: the Sports2D demo (1768x994)."""
+    return shared_dir() / "media" / "sports2d-demo" / "demo.mp4"
+
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks pipeline", description=__doc__.split("\n\n")[0])
     ap.add_argument("--video", default=None)
     ap.add_argument("--fast", action="store_true")
     ap.add_argument("--frames", type=int, default=None)
     ap.add_argument("--json", dest="json_out", default=None)
     args = ap.parse_args(argv)
-    video = Path(args.video) if args.video else None
-    if video is None:
-        mocap = default_motion_source()
-        shared = mocap.parents[1] if mocap is not None else Path("../shared")
-        video = shared / "media" / "sports2d-demo" / "demo.mp4"
+    video = Path(args.video) if args.video else default_video()
     if not video.is_file():
         print(f"error: {video} not found; pass --video", flush=True)
         return 2

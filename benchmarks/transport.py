@@ -25,6 +25,7 @@ import json
 import multiprocessing as mp
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,20 +45,59 @@ def machine() -> dict[str, Any]:
 
 
 def _subscribe(endpoint: str, ready, stop, results) -> None:
-    """Child process: receive until told to stop; send back (seq, latency_ns) pairs."""
+    """Child process: receive until told to stop; send back one row per message (see RemoteSubscriber)."""
     from realtime.client import Subscriber
 
-    seqs: list[int] = []
-    lat: list[int] = []
+    rows: list[tuple[int, int, int, int]] = []
     with Subscriber(endpoint) as sub:
         while not stop.is_set():
             msg = sub.recv(timeout_ms=20)
             if msg is None:
                 continue
             ready.set()
-            seqs.append(msg.seq)
-            lat.append(msg.recv_ns - msg.header["t_publish_ns"])
-    results.put((seqs, lat))
+            h = msg.header
+            t_cap = h.get("t_capture_ns")
+            rows.append((msg.seq, msg.frame, msg.recv_ns - h["t_publish_ns"], -1 if t_cap is None else msg.recv_ns - t_cap))
+    results.put(rows)
+
+
+class RemoteSubscriber:
+    """A ``realtime.client.Subscriber`` in another process (multiprocessing, spawn) on ``endpoint``.
+
+    ``connect(probe)`` starts it and calls ``probe()`` (which must publish one message) every 10 ms
+    until the child has received one: ZeroMQ's slow joiner, so no measured message is lost to the
+    subscription handshake. ``collect()`` stops the child and returns its receipts as an (N, 4)
+    int64 array: ``seq``, ``frame``, receipt minus ``t_publish_ns``, receipt minus
+    ``t_capture_ns`` (-1 when the header has none). Both processes read the same CLOCK_MONOTONIC.
+    """
+
+    def __init__(self, endpoint: str) -> None:
+        ctx = mp.get_context("spawn")
+        self.ready, self.stop, self.results = ctx.Event(), ctx.Event(), ctx.Queue()
+        self.child = ctx.Process(target=_subscribe, args=(endpoint, self.ready, self.stop, self.results), daemon=True)
+        self.endpoint = endpoint
+
+    def connect(self, probe: Callable[[], object], timeout_s: float = 60.0) -> None:
+        self.child.start()
+        give_up = time.monotonic() + timeout_s
+        while not self.ready.is_set():
+            if time.monotonic() > give_up or not self.child.is_alive():
+                raise RuntimeError(f"the subscriber process never received a message on {self.endpoint}")
+            probe()
+            time.sleep(0.01)
+
+    def collect(self) -> np.ndarray:
+        time.sleep(0.2)  # let the last messages arrive
+        self.stop.set()
+        rows = self.results.get(timeout=30)
+        self.child.join(timeout=10)
+        return np.asarray(rows, dtype=np.int64).reshape(-1, 4)
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.child.is_alive():
+            self.child.terminate()
+            self.child.join(timeout=5)
 
 
 def _persons(n: int, rng: np.random.Generator) -> list[dict]:
@@ -71,60 +111,44 @@ def measure(transport: str, persons: int, rate: float, seconds: float, warmup: f
     """Publish ``seconds * rate`` paced messages to a subscriber process; latency statistics."""
     from realtime.publish import Publisher
 
-    ctx = mp.get_context("spawn")
     bind = "tcp://127.0.0.1:*" if transport == "tcp" else f"ipc://{folder / f'bench-{persons}.sock'}"
     rng = np.random.default_rng(persons)
     people = _persons(persons, rng)
     with Publisher(bind, source={"kind": "benchmark"}) as pub:
-        ready, stop, results = ctx.Event(), ctx.Event(), ctx.Queue()
-        child = ctx.Process(target=_subscribe, args=(pub.endpoint, ready, stop, results), daemon=True)
-        child.start()
+        sub = RemoteSubscriber(pub.endpoint)
         try:
             period = 1.0 / rate
+            frame = 0
 
-            def send(frame: int) -> int:
+            def send() -> int:
+                nonlocal frame
                 joints = rng.normal(0.0, 0.3, size=(persons, 17, 3)).astype(np.float32)
                 joints[..., 2] += 3.0
                 t0 = time.perf_counter_ns()
                 pub.send(joints, frame=frame, timestamps={"t_capture_ns": time.monotonic_ns()}, persons=people)
+                frame += 1
                 return time.perf_counter_ns() - t0
 
-            frame = 0
-            give_up = time.monotonic() + 60.0
-            while not ready.is_set():  # slow joiner: until the subscriber sees a message
-                if time.monotonic() > give_up or not child.is_alive():
-                    raise RuntimeError(f"the subscriber process never received a message on {pub.endpoint}")
-                send(frame)
-                frame += 1
-                time.sleep(0.01)
+            sub.connect(send)
             end_warmup = time.monotonic() + warmup
             while time.monotonic() < end_warmup:
-                send(frame)
-                frame += 1
+                send()
                 time.sleep(period)
             first = pub.seq
-            n = round(seconds * rate)
+            n = max(1, round(seconds * rate))
             send_ns = np.empty(n)
             start = time.monotonic()
             for i in range(n):
                 delay = start + i * period - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-                send_ns[i] = send(frame)
-                frame += 1
+                send_ns[i] = send()
             end = pub.seq
-            time.sleep(0.2)
-            stop.set()
-            seqs, lat = results.get(timeout=30)
-            child.join(timeout=10)
+            rows = sub.collect()
         finally:
-            stop.set()
-            if child.is_alive():
-                child.terminate()
-                child.join(timeout=5)
-    seq_arr, lat_arr = np.asarray(seqs), np.asarray(lat, dtype=np.float64)
-    keep = (seq_arr >= first) & (seq_arr < end)
-    us = lat_arr[keep] / 1e3
+            sub.close()
+    keep = (rows[:, 0] >= first) & (rows[:, 0] < end)
+    us = rows[keep, 2] / 1e3
     if us.size == 0:
         raise RuntimeError(f"{transport}, {persons} persons: the subscriber received none of the measured messages")
     p = np.percentile(us, [50, 95, 99])
@@ -142,6 +166,7 @@ def measure(transport: str, persons: int, rate: float, seconds: float, warmup: f
         "send_call_p50_us": float(np.percentile(send_ns, 50) / 1e3),
         "send_call_p99_us": float(np.percentile(send_ns, 99) / 1e3),
         "meets_target": bool(p[2] <= TARGET_P99_US),
+        "samples_us": [round(float(v), 1) for v in us],
     }
 
 

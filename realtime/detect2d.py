@@ -36,6 +36,7 @@ class Detection:
     scores: np.ndarray  # (P,) float32 person confidence
     t_start_ns: int = 0
     t_end_ns: int = 0
+    world: np.ndarray | None = None  # (P, 17, 3) float32: the detector's own 3D, when asked for (see MediaPipeDetector)
 
     @classmethod
     def empty(cls) -> Detection:
@@ -77,17 +78,26 @@ def _warmup_image() -> np.ndarray | None:
 
 
 class MediaPipeDetector:
-    """MediaPipe Pose in video mode (tracking between frames), mapped to the canonical joints."""
+    """MediaPipe Pose in video mode (tracking between frames), mapped to the canonical joints.
+
+    ``world_landmarks=True`` also returns MediaPipe's own 3D estimate (``pose_world_landmarks``:
+    metres, origin between the hips, camera-aligned axes x right, y down, z away) mapped to the
+    canonical joints in ``Detection.world``: what a user of MediaPipe alone gets, for comparisons.
+    ``smooth_landmarks`` is MediaPipe's own temporal filter (off for the pipeline, which smooths
+    in 3D; MediaPipe's default is on).
+    """
 
     name = "mediapipe"
 
-    def __init__(self, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5) -> None:
+    def __init__(self, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
+                 world_landmarks: bool = False, smooth_landmarks: bool = False) -> None:
         import cv2
 
+        self.world_landmarks = world_landmarks
         with _native_stderr_silenced():
             import mediapipe as mp
 
-            settings = {"model_complexity": 1, "smooth_landmarks": False,
+            settings = {"model_complexity": 1, "smooth_landmarks": smooth_landmarks,
                         "min_detection_confidence": min_detection_confidence,
                         "min_tracking_confidence": min_tracking_confidence}
             warm = _warmup_image()
@@ -125,6 +135,9 @@ class MediaPipeDetector:
             kp = np.concatenate([np.where(conf[:, None] > 0, uv, 0.0), conf[:, None]], axis=-1)
             det = Detection(kp[None].astype(np.float32), canon[None].astype(np.float32),
                             np.array([self._next_id], np.int64), np.array([float(conf.mean())], np.float32))
+            if self.world_landmarks and result.pose_world_landmarks is not None:
+                xyz = np.array([[p.x, p.y, p.z] for p in result.pose_world_landmarks.landmark], dtype=np.float64)
+                det.world = MEDIAPIPE_TO_CANONICAL(xyz)[None].astype(np.float32)
         det.t_start_ns, det.t_end_ns = t0, time.monotonic_ns()
         return det
 

@@ -44,6 +44,7 @@ class PipelineConfig:
     status: bool = True
     live: bool = True  # drop stale frames (cameras, paced files); False: process every frame (--fast)
     rotations: bool = False  # publish the rig's bone rotations (protocol v2); needs a rig solver
+    keep_stamps: bool = False  # keep every published frame's stamps in stats.stamps (benchmarks; grows with the run)
 
 
 @dataclass
@@ -69,6 +70,8 @@ class PipelineStats:
     lift_ms: list[float] = field(default_factory=list)  # lifter compute (queue waits excluded)
     smooth_publish_ms: list[float] = field(default_factory=list)
     wait_detect_ms: list[float] = field(default_factory=list)  # capture -> detection start (queue + busy detector)
+    capture_ms: list[float] = field(default_factory=list)  # per captured frame: grab + decode, before its capture stamp
+    stamps: list[dict[str, int]] = field(default_factory=list)  # per published frame, every stamp (ns): keep_stamps
     wall_s: float = 0.0
 
     def summary(self) -> dict[str, Any]:
@@ -197,6 +200,7 @@ class Pipeline:
                 break
             n += 1
             self.stats.captured = n
+            self.stats.capture_ms.append(frame.read_ns / 1e6)
             t = {"t_capture_ns": frame.t_capture_ns, "t_detect_start_ns": None, "t_detect_end_ns": None,
                  "t_lift_end_ns": None}
             self._put(self.q1, _Packet(frame.index, frame.image, t), "detect")
@@ -227,6 +231,7 @@ class Pipeline:
             if self.smoother is not None:
                 smoothed = self.smoother({int(i): j for i, j in zip(p.ids, joints)}, p.t["t_capture_ns"])
                 joints = np.stack([smoothed[int(i)] for i in p.ids]).astype(np.float32) if len(p.ids) else joints
+            t_smoothed = time.monotonic_ns()
             persons = [{"id": int(i), "confidence": float(s), "joint_confidence": kp[:, 2]}
                        for i, s, kp in zip(p.ids, p.scores, p.keypoints)]
             joints = np.ascontiguousarray(joints, np.float32)
@@ -237,15 +242,19 @@ class Pipeline:
                 self.vmc.send(rig, header["t_publish_ns"])
             if self.recorder is not None:
                 self.recorder.add(header, joints, rig)
-            self._account(p, header, t0)
+            self._account(p, header, t0, t_smoothed)
             if self.config.status and time.monotonic() - last_status >= 1.0:
                 last_status = time.monotonic()
                 self._status_line()
         if self.config.status:
             self._status_line(final=True)
 
-    def _account(self, p: _Packet, header: dict[str, Any], t0: int) -> None:
+    def _account(self, p: _Packet, header: dict[str, Any], t0: int, t_smoothed: int) -> None:
         s = self.stats
+        if self.config.keep_stamps:
+            s.stamps.append({**p.t, "t_lift_start_ns": p.lift_start_ns, "t_publish_stage_ns": t0,
+                             "t_smooth_end_ns": t_smoothed, "t_publish_ns": header["t_publish_ns"],
+                             "seq": header["seq"], "frame": p.frame})
         s.published += 1
         s.with_person += int(len(p.ids) > 0)
         t, tp = p.t, header["t_publish_ns"]

@@ -49,6 +49,7 @@ class Frame:
     index: int
     image: np.ndarray  # (H, W, 3) uint8 BGR
     t_capture_ns: int
+    read_ns: int = 0  # time spent grabbing and decoding the image (pacing excluded), before t_capture_ns
 
 
 class FrameSource:
@@ -154,6 +155,7 @@ class FrameSource:
 
     def read(self) -> Frame | None:
         """The next frame, or None at the end of a file (without ``loop``)."""
+        t_read = time.monotonic_ns()
         img = self._read_image()
         if img is None and self.spec.kind in ("video", "images"):
             if self.index == 0:
@@ -176,8 +178,9 @@ class FrameSource:
             if img is None:
                 raise SourceError(f"{self.spec.describe()} stopped delivering frames and did not come back "
                                   f"within {self.spec.retry_s:g} s (disconnected?)")
+        read_ns = time.monotonic_ns() - t_read
         self._pace()
-        frame = Frame(self.index, img, time.monotonic_ns())
+        frame = Frame(self.index, img, time.monotonic_ns(), read_ns)
         self.index += 1
         return frame
 
