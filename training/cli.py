@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Sequence
 
 from engines.cli_support import run_cli
+from training.methods import METHODS
 
 
 def _units(text: str) -> str | float:
@@ -41,6 +42,10 @@ def _train(args: argparse.Namespace) -> int:
     from training.train import train
 
     cfg = load_config(args.config)
+    if args.method:
+        from dataclasses import replace
+
+        cfg = replace(cfg, train=replace(cfg.train, method=args.method))
     if args.data or args.out:
         from dataclasses import replace
         from pathlib import Path
@@ -108,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="motion archive or BVH folder instead of the config's [data] motion")
     p.add_argument("--out", default=None, help="output folder instead of the config's [train] out")
     p.add_argument("--resume", action="store_true", help="continue from <out>/state.pt")
+    p.add_argument("--method", choices=METHODS, default=None,
+                   help="how to learn (default: the config's [train] method, else supervised): 3D labels (supervised), "
+                   "2D poses only (adversarial), synchronised calibrated views (multiview), depth order (ordinal); "
+                   "see docs/methods.md")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=_train)
     p = sub.add_parser(
