@@ -129,7 +129,7 @@ def run_method_loop(cfg: RunConfig, make_method, resume: bool = False, progress:
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             for k, v in list(terms.items()) + list(extra.items()):
-                sums[k] = sums.get(k, 0.0) + float(v)
+                sums[k] = sums.get(k, 0.0) + float(v.detach() if isinstance(v, torch.Tensor) else v)
             if step_in_epoch % 10 == 0:
                 bar.set_postfix(loss=f"{loss.item():.4f}", mpjpe_mm=f"{float(terms['monitor_mpjpe']) * 1000:.0f}")
         bar.close()
