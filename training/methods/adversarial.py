@@ -30,10 +30,17 @@ from torch.nn import functional as F
 
 from engines.skeleton import CANONICAL
 from training.config import RunConfig
-from training.methods.geometry import facing_sine, normalise_2d, project_assumed, reprojection_error, rotate_about_y, size_prior
+from training.methods.geometry import (
+    facing_sine,
+    normalise_2d,
+    project_assumed,
+    reprojection_error,
+    rotate_about_y,
+    size_prior,
+)
 from training.synth import Augmentation, NoiseModel, WindowSampler
 
-__all__ = ["PoseDiscriminator2D", "PoseDiscriminator3D", "AdversarialMethod"]
+__all__ = ["AdversarialMethod", "PoseDiscriminator2D", "PoseDiscriminator3D"]
 
 J = CANONICAL.num_joints
 

@@ -32,7 +32,7 @@ from engines.calibration import load_calibration, save_calibration
 from engines.camera import Camera, VirtualCameraRanges
 from engines.skeleton import CANONICAL
 
-__all__ = ["MultiViewClip", "ClipError", "load_clip", "save_clip", "synthetic_clip", "detect_video"]
+__all__ = ["ClipError", "MultiViewClip", "detect_video", "load_clip", "save_clip", "synthetic_clip"]
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
 J = CANONICAL.num_joints
@@ -115,7 +115,9 @@ def detect_video(path: Path) -> tuple[np.ndarray, tuple[int, int], float]:
     if not cap.isOpened():
         raise ClipError(f"{path}: cannot open the video (missing codec or not a video)")
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 30.0)
-    from realtime.detect2d import MediaPipeDetector  # training may use the detector; realtime never imports training
+    from realtime.detect2d import (
+        MediaPipeDetector,  # training may use the detector; realtime never imports training
+    )
 
     det = MediaPipeDetector()
     frames, size = [], None

@@ -23,13 +23,13 @@ from engines.skeleton import CANONICAL
 
 __all__ = [
     "Rig",
-    "true_camera_frame",
+    "facing_sine",
+    "normalise_2d",
     "project_assumed",
     "reprojection_error",
-    "normalise_2d",
     "rotate_about_y",
-    "facing_sine",
     "size_prior",
+    "true_camera_frame",
 ]
 
 _THORAX, _NOSE = CANONICAL.index("thorax"), CANONICAL.index("neck_nose")

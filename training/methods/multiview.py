@@ -30,9 +30,17 @@ from engines.skeleton import CANONICAL
 from training.config import RunConfig
 from training.methods.clips import MultiViewClip, load_clip
 from training.methods.geometry import Rig, reprojection_error, true_camera_frame
-from training.synth import NO_AUGMENTATION, Augmentation, NoiseModel, WindowSampler, project_windows, sample_cameras_for, scale_bones
+from training.synth import (
+    NO_AUGMENTATION,
+    Augmentation,
+    NoiseModel,
+    WindowSampler,
+    project_windows,
+    sample_cameras_for,
+    scale_bones,
+)
 
-__all__ = ["lift_views", "multiview_terms", "clip_windows", "MultiViewMethod"]
+__all__ = ["MultiViewMethod", "clip_windows", "lift_views", "multiview_terms"]
 
 
 def lift_views(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[int]]:

@@ -30,7 +30,7 @@ from training.config import RunConfig
 from training.methods.geometry import project_assumed, reprojection_error, size_prior
 from training.synth import Augmentation, NoiseModel, WindowSampler
 
-__all__ = ["depth_relations", "rank_loss", "OrdinalMethod"]
+__all__ = ["OrdinalMethod", "depth_relations", "rank_loss"]
 
 _I, _J = np.triu_indices(CANONICAL.num_joints, 1)
 
