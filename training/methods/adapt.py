@@ -37,7 +37,7 @@ class AdaptSettings:
     steps: int = 200
     lr: float = 1e-4
     windows: int = 16  # windows per step (each lifted in every view)
-    consistency_weight: float = 1.0
+    consistency_weight: float = 5.0
     seed: int = 0
 
 

@@ -142,6 +142,22 @@ def detect_video(path: Path) -> tuple[np.ndarray, tuple[int, int], float]:
     return kp, size, fps
 
 
+def _frame_count(path: Path) -> int:
+    """Frames a video really decodes to (containers' frame counts are not always right)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise ClipError(f"{path}: cannot open the video (missing codec or not a video)")
+    n = 0
+    while cap.grab():
+        n += 1
+    cap.release()
+    if n == 0:
+        raise ClipError(f"{path}: no frame could be decoded (corrupt or empty video)")
+    return n
+
+
 def _calibration_in(folder: Path) -> Path:
     found = sorted(folder.glob("*.qca.txt")) + [folder / n for n in ("calibration.toml", "calibration.json")
                                                 if (folder / n).is_file()]
@@ -165,6 +181,10 @@ def load_clip(source: str | Path, calibration: str | Path | None = None, progres
         if len(cams) != len(videos):  # say so before minutes of detection
             _check(MultiViewClip(np.zeros((len(videos), 1, J, 3), np.float32), cams, np.ones((len(videos), 2)), 30.0,
                                  tuple(p.name for p in videos)), str(source))
+        counts = [_frame_count(p) for p in videos]  # before minutes of detection
+        if len(set(counts)) > 1:
+            listing = ", ".join(f"{p.name} has {n}" for p, n in zip(videos, counts))
+            raise ClipError(f"{source}: the views are not synchronised (different frame counts: {listing})")
         detections = []
         for p in videos:
             if progress:

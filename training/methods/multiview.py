@@ -8,7 +8,8 @@ projected with that camera's intrinsics and lens distortion. The loss is
 * ``reprojection``: distance of those projections from each view's observed 2D (confidence
   weighted, in units of the observed 2D body size), over all pairs of estimate and view, and
 * ``consistency_weight`` x ``consistency``: distance (metres) of each view's world-frame
-  estimate from the confidence-weighted mean of all views' estimates.
+  estimate from the confidence-weighted mean of all views' estimates, for the root-relative
+  pose (in the shared world axes) and the root position separately.
 
 Calibrated extrinsics are metric, so the scale is recoverable: agreement across views fixes
 the size and distance that one view cannot. Training rigs are synthetic (``views`` virtual
@@ -67,8 +68,13 @@ def multiview_terms(pred: torch.Tensor, keypoints: torch.Tensor, rig: Rig) -> di
     screen, front = target_rig.project_screen(into)
     reproj = reprojection_error(screen, keypoints.unsqueeze(1).expand(B, V, V, *keypoints.shape[2:]), front)
     w = keypoints[..., 2].mean(dim=-1, keepdim=True).unsqueeze(-1)  # (B, V, N, 1, 1): how well each view sees it
-    mean = (world * w).sum(dim=1, keepdim=True) / w.sum(dim=1, keepdim=True).clamp_min(1e-6)
-    consistency = (((world - mean).norm(dim=-1, keepdim=True) * w).sum() / (w.sum() * world.shape[-2]).clamp_min(1e-6))
+    def spread(p: torch.Tensor) -> torch.Tensor:  # weighted mean distance from the views' weighted mean
+        mean = (p * w).sum(dim=1, keepdim=True) / w.sum(dim=1, keepdim=True).clamp_min(1e-6)
+        return ((p - mean).norm(dim=-1, keepdim=True) * w).sum() / (w.sum() * p.shape[-2]).clamp_min(1e-6)
+
+    # the shape (root-relative, in the shared world axes) and the position separately: a view's
+    # wrong distance must not be "fixed" by bending its pose
+    consistency = spread(world - world[..., :1, :]) + spread(world[..., :1, :])
     return {"reprojection": reproj, "consistency": consistency, "world": world}
 
 
