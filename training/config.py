@@ -26,13 +26,14 @@ Relative paths are resolved against the config file's folder, so a config in
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from engines.models import ModelConfig, config_from_dict
+from training.methods import METHODS
 
-__all__ = ["ConfigError", "DataConfig", "RunConfig", "TrainConfig", "load_config"]
+__all__ = ["ConfigError", "DataConfig", "TrainConfig", "MethodConfig", "METHODS", "RunConfig", "load_config"]
 
 
 class ConfigError(ValueError):
@@ -70,6 +71,35 @@ class TrainConfig:
     workers: int = 0  # processes synthesising batches in the background (GPU runs); 0 = in the training loop
     out: Path = Path("runs/lifter")
     init: str = ""  # start from this checkpoint's weights ("default" = the shipped model; same architecture)
+    method: str = "supervised"  # supervised | adversarial | multiview | ordinal (training/methods/)
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Settings of the learning methods without full 3D labels (``[method]``; see training/methods/).
+
+    adversarial: ``gen_steps`` generator steps per discriminator step, ``disc_lr``, weights of the
+    adversarial term, the 2D reprojection term and the body-orientation heuristic, and
+    ``disc3d = true`` for seed 004's supervised GAN (3D labels plus a discriminator on 3D poses).
+    multiview: ``views`` virtual cameras per synthetic rig, ``consistency_weight``, and
+    ``real_clips``: folders of synchronised calibrated videos (e.g. ../shared/media/pose2sim-demo)
+    mixed into training with probability ``real_fraction``.
+    ordinal: ``tolerance_m`` (the "roughly equal" band), ``ordinal_weight``.
+    """
+
+    gen_steps: int = 3
+    disc_lr: float = 2e-4
+    adversarial_weight: float = 0.1
+    reprojection_weight: float = 1.0
+    heuristic_weight: float = 1.0
+    size_weight: float = 1.0  # adversarial, ordinal: body-size prior (scale is not observable without 3D)
+    disc3d: bool = False
+    views: int = 4
+    consistency_weight: float = 5.0  # metres vs reprojection in body sizes: 5 learnt faster in short runs
+    real_clips: tuple[str, ...] = ()
+    real_fraction: float = 0.2
+    tolerance_m: float = 0.05
+    ordinal_weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +108,7 @@ class RunConfig:
     model: ModelConfig
     train: TrainConfig
     source: Path | None = None
+    method: MethodConfig = MethodConfig()
 
 
 def _build(cls, table: dict[str, Any], path: Path, section: str, base: Path):
@@ -112,9 +143,9 @@ def load_config(path: str | Path) -> RunConfig:
         raise ConfigError(f"{path}: config file does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    unknown = set(doc) - {"data", "model", "train"}
+    unknown = set(doc) - {"data", "model", "train", "method"}
     if unknown:
-        raise ConfigError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}; expected [data], [model], [train]")
+        raise ConfigError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}; expected [data], [model], [train], [method]")
     if "data" not in doc or "motion" not in doc["data"]:
         raise ConfigError(f"{path}: [data] motion = <folder or .npz> is required")
     base = path.resolve().parent
@@ -130,4 +161,9 @@ def load_config(path: str | Path) -> RunConfig:
                           f"got {list(data.camera_distance_m)}")
     if train.noise not in ("clean", "detector"):
         raise ConfigError(f"{path}: [train] noise must be 'clean' or 'detector', got {train.noise!r}")
-    return RunConfig(data=data, model=model, train=train, source=path.resolve())
+    if train.method not in METHODS:
+        raise ConfigError(f"{path}: [train] method must be one of {', '.join(METHODS)}, got {train.method!r}")
+    method = _build(MethodConfig, doc.get("method", {}), path, "method", base)
+    if method.real_clips:  # folders are relative to the config file, like every other path
+        method = replace(method, real_clips=tuple(str((base / c).resolve()) for c in method.real_clips))
+    return RunConfig(data=data, model=model, train=train, source=path.resolve(), method=method)

@@ -12,6 +12,8 @@ starting from the clip's first frame as the real-time pipeline does. Errors:
 * with ``missing`` joints hidden from the model (confidence 0 in every frame, as when the legs
   are out of frame): ``hidden_joints_mm`` and ``shown_joints_mm``, the root-relative error of the
   hidden joints and of the rest;
+* ``ordinal_accuracy``: the fraction of joint pairs whose camera-frame depth order (nearer,
+  farther, or level within 5 cm) the model gets right (``metrics.ordinal_depth_agreement``);
 * ``root_error_mm``: distance of the estimated pelvis from the true one in the camera frame, with
   the depth rescaled from the model's assumed field of view to the camera's real one (a user who
   knows their camera can do the same; see ``engines.models``).
@@ -39,7 +41,7 @@ from training import metrics
 from training.data import open_motion, split_by_groups
 from training.synth import CLEAN, DETECTOR, NO_AUGMENTATION, NoiseModel, assumed_depth_scale, project_windows, sample_cameras_for
 
-__all__ = ["EvalSettings", "evaluate", "format_table", "noise_for"]
+__all__ = ["EvalSettings", "evaluate", "format_table", "noise_for", "clip_views"]
 
 KEYS = ("mpjpe_mm", "p_mpjpe_mm", "n_mpjpe_mm", "mpjve_mm", "accel_mm", "root_error_mm")
 
@@ -112,15 +114,8 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, settings: E
     for ci in tqdm(clips, desc="evaluate", unit="clip", disable=not progress):
         name = archive.clip_names[ci]
         label = actions.get(name, archive.clip_groups[ci])
-        world = archive.clip_joints(ci).astype(np.float64)[None]  # (1, F, J, 3)
-        pelvis = world[0, :, 0]
-        centre = pelvis.mean(axis=0)
-        radius = float(np.linalg.norm((pelvis - centre)[:, [0, 2]], axis=-1).max())
-        ranges = replace(VirtualCameraRanges(), distance_m=(2.0 + radius, 6.0 + radius))  # whole clip in front
-        for k in range(settings.cameras):
-            rng = np.random.default_rng([settings.seed, ci, k])
-            cams = sample_cameras_for(rng, world, ranges, aim=centre[None])
-            batch = project_windows(rng, world, noise, NO_AUGMENTATION, cameras=cams, body_scale=settings.body_scale)
+        for batch in clip_views(archive, ci, settings, noise):
+            cams = batch.cameras
             inputs = batch.inputs[0]
             if hidden:
                 inputs = inputs.copy()
@@ -145,6 +140,8 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, settings: E
                 vals["shown_joints_mm"] = err[:, shown].mean(axis=-1)
             for key, v in vals.items():
                 per_frame.setdefault(key, []).append(np.asarray(v, dtype=np.float64) * 1000.0)
+            # a fraction, not a distance: camera-frame depth order of every joint pair, 5 cm band
+            per_frame.setdefault("ordinal_accuracy", []).append(metrics.ordinal_depth_agreement(pred, truth))
             labels.extend([label] * len(rel_p))
     labels_arr = np.array(labels)
     cat = {k: np.concatenate(v) for k, v in per_frame.items()}
@@ -156,6 +153,24 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, settings: E
     result["data"] = str(data)
     result["frames"] = int(len(labels_arr))
     return result
+
+
+def clip_views(archive, ci: int, settings: EvalSettings, noise: NoiseModel) -> list:
+    """The ``settings.cameras`` views of clip ``ci`` that the evaluation lifts: one
+    :class:`~training.synth.Batch` of one window (the whole clip) per fixed virtual camera,
+    aimed at the clip's mean pelvis from 2-6 m plus its radius of travel. Deterministic: the
+    same views for every checkpoint (and for test-time adaptation on them)."""
+    world = archive.clip_joints(ci).astype(np.float64)[None]  # (1, F, J, 3)
+    pelvis = world[0, :, 0]
+    centre = pelvis.mean(axis=0)
+    radius = float(np.linalg.norm((pelvis - centre)[:, [0, 2]], axis=-1).max())
+    ranges = replace(VirtualCameraRanges(), distance_m=(2.0 + radius, 6.0 + radius))  # whole clip in front
+    out = []
+    for k in range(settings.cameras):
+        rng = np.random.default_rng([settings.seed, ci, k])
+        cams = sample_cameras_for(rng, world, ranges, aim=centre[None])
+        out.append(project_windows(rng, world, noise, NO_AUGMENTATION, cameras=cams, body_scale=settings.body_scale))
+    return out
 
 
 def _pad(values: np.ndarray, n: int) -> np.ndarray:

@@ -60,6 +60,7 @@ __all__ = [
     "mean_joint_distance_2d",
     "ordinal_depth_relations",
     "ordinal_depth_accuracy",
+    "ordinal_depth_agreement",
     "summarize",
 ]
 
@@ -694,6 +695,29 @@ def ordinal_depth_accuracy(
     if w is None:
         return float(agree.mean())
     return float(_reduce(agree.astype(np.float64), w[..., i] * w[..., j], None))
+
+
+def ordinal_depth_agreement(
+    pred: ArrayLike,
+    target: ArrayLike,
+    tolerance: float = ORDINAL_DEPTH_TOLERANCE_M,
+    depth_axis: int = 2,
+) -> np.ndarray:
+    """Per-pose ordinal-depth accuracy, shape ``pred.shape[:-2]``.
+
+    The fraction of joint pairs of each pose whose closer / farther / roughly-equal label
+    (:func:`ordinal_depth_relations`, same ``tolerance``) agrees between prediction and
+    target; its mean over poses is :func:`ordinal_depth_accuracy`. Per pose, so evaluations
+    can average it per action like the other per-frame errors. NaN depths -> NaN for that pose.
+    """
+    p, t = _as_pair(pred, target, 3)
+    if p.shape[-2] < 2:
+        raise ValueError(f"ordinal depth needs at least 2 joints, got shape {p.shape}")
+    rp = ordinal_depth_relations(p, tolerance, depth_axis)
+    rt = ordinal_depth_relations(t, tolerance, depth_axis)
+    agree = (rp == rt).astype(np.float64)
+    bad = np.isnan(rp).any(axis=-1) | np.isnan(rt).any(axis=-1)
+    return np.where(bad, np.nan, agree.mean(axis=-1))
 
 
 # --------------------------------------------------------------------------- #

@@ -158,8 +158,15 @@ def _plot(history: list[dict[str, Any]], path: Path) -> None:
 
 
 def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train as configured; returns the final history entry (rank 0) or {} (other ranks)."""
+    """Train as configured; returns the final history entry (rank 0) or {} (other ranks).
+
+    ``[train] method`` other than ``supervised`` hands over to ``training.methods``."""
     from tqdm import tqdm
+
+    if cfg.train.method != "supervised":
+        from training.methods import run_method
+
+        return run_method(cfg, resume=resume, progress=progress)
 
     rank, local_rank, world = _dist_env()
     distributed = world > 1
