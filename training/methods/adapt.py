@@ -5,8 +5,9 @@ multi-view loss (:func:`training.methods.multiview.multiview_terms`: cross-view 
 plus 3D agreement), in evaluation mode (batch-norm statistics and dropout as at inference).
 What it gains is measured on the same clip by :func:`clip_report`, before and after:
 
-* always: ``reprojection_px`` (each view's 3D estimate projected into every camera, distance
-  to that camera's detections with confidence >= 0.5), ``disagreement_mm`` (distance of each
+* always: ``reprojection_px`` (each view's 3D estimate projected into every camera, median
+  distance to that camera's detections with confidence >= 0.5; a median, because a joint
+  estimated near a camera's plane projects arbitrarily far), ``disagreement_mm`` (distance of each
   view's world-frame estimate from the views' mean), and against the 3D triangulated from all
   views' 2D (``engines.triangulation``): ``triangulation_mm`` (absolute joint positions) and
   ``triangulation_p_mpjpe_mm`` (after Procrustes). Triangulation is not ground truth, and the
@@ -103,7 +104,7 @@ def clip_report(model: nn.Module, clip: MultiViewClip) -> dict[str, float]:
     proj = np.stack([np.stack([c.project(world[v]) for c in clip.cameras]) for v in range(clip.views)])  # (Vi, Vk, F, J, 2)
     good = (conf >= 0.5)[None]  # (1, Vk, F, J)
     err = np.linalg.norm(proj - pixels[None], axis=-1)
-    out["reprojection_px"] = float(np.nanmean(np.where(good & np.isfinite(err), err, np.nan)))
+    out["reprojection_px"] = float(np.nanmedian(np.where(good & np.isfinite(err), err, np.nan)))
     out["disagreement_mm"] = float(np.linalg.norm(world - world.mean(axis=0), axis=-1).mean() * 1000)
     if ok.any():
         out["triangulation_mm"] = float(np.linalg.norm(world - tri[None], axis=-1)[:, ok].mean() * 1000)
