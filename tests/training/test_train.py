@@ -77,7 +77,7 @@ def test_torchrun_two_cpu_processes(tmp_path, cmu_archive_path):
 
 
 def test_fine_tuning_starts_from_a_checkpoint(tmp_path, cmu_archive_path):
-    first = _config(tmp_path, cmu_archive_path, epochs=2, steps=20, model="mlp")
+    first = _config(tmp_path, cmu_archive_path, epochs=1, steps=12, model="mlp")
     assert _train("--config", str(first)).returncode == 0
     trained = json.loads((tmp_path / "run" / "history.json").read_text())[-1]["val_clean_mpjpe_mm"]
     ckpt = tmp_path / "run" / "last.safetensors"
