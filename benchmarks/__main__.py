@@ -1,18 +1,18 @@
-"""``python -m benchmarks <name> [options]``: run one benchmark (``engines``, ``smoothing``,
-``transport``, ``skeleton_widths``)."""
+"""``python -m benchmarks <name> [options]``: run one benchmark (``engines``, ``detector``,
+``pipeline``, ``smoothing``, ``transport``, ``skeleton_widths``)."""
 
 from __future__ import annotations
 
 import sys
 
-NAMES = ("engines", "pipeline", "smoothing", "transport", "skeleton_widths")
+NAMES = ("engines", "detector", "pipeline", "smoothing", "transport", "skeleton_widths")
 
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in NAMES:
         print(f"usage: python -m benchmarks {{{','.join(NAMES)}}} [options]", file=sys.stderr)
         return 2
-    if argv[0] in ("engines", "pipeline", "smoothing", "transport"):
+    if argv[0] in ("engines", "detector", "pipeline", "smoothing", "transport"):
         import importlib
 
         return importlib.import_module(f"benchmarks.{argv[0]}").main(argv[1:])

@@ -188,7 +188,8 @@ def decode_landmarks(raw: np.ndarray) -> np.ndarray:
     r = raw.reshape(raw.shape[0], NUM_LANDMARKS, 5).astype(np.float32)
     out = np.empty_like(r)
     out[..., :3] = r[..., :3] / np.float32(LANDMARK_SIZE)
-    out[..., 3:] = 1.0 / (1.0 + np.exp(-r[..., 3:]))
+    with np.errstate(over="ignore"):  # a very negative logit: probability 0
+        out[..., 3:] = 1.0 / (1.0 + np.exp(-r[..., 3:]))
     return out
 
 
