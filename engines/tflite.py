@@ -61,6 +61,7 @@ class Graph:
     operators: list[Operator]
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
+    folded: dict[int, tuple[str, int]] = field(default_factory=dict)  # output tensor -> (DEQUANTIZE|DENSIFY, input)
 
     def const(self, index: int) -> np.ndarray:
         data = self.tensors[index].data
@@ -241,12 +242,11 @@ def _raw_tensors(model) -> tuple[list[Tensor], dict[int, tuple]]:
     return tensors, sparse
 
 
-def sparse_tensors(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Every sparse constant of a model: name -> (stored non-zero values, dense expansion)."""
+def sparse_tensors(path: str | os.PathLike) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Every sparse constant of a model: tensor index -> (stored non-zero values, dense expansion)."""
     model = _load_model(path)
     tensors, sparse = _raw_tensors(model)
-    return {tensors[i].name: (tensors[i].data, densify(tensors[i].data, tensors[i].shape, *sp))
-            for i, sp in sparse.items()}
+    return {i: (tensors[i].data, densify(tensors[i].data, tensors[i].shape, *sp)) for i, sp in sparse.items()}
 
 
 def read_tflite(path: str | os.PathLike) -> Graph:
@@ -258,6 +258,7 @@ def read_tflite(path: str | os.PathLike) -> Graph:
     g = model.Subgraphs(0)
     names = _opcode_names(model)
     operators: list[Operator] = []
+    folded: dict[int, tuple[str, int]] = {}
     for k in range(g.OperatorsLength()):
         op = g.Operators(k)
         kind = names[op.OpcodeIndex()]
@@ -267,8 +268,9 @@ def read_tflite(path: str | os.PathLike) -> Graph:
             # constant folding: float16 (or sparse) weights become dense float32 constants
             src = tensors[ins[0]].data
             tensors[outs[0]].data = src.astype(np.float32) if kind == "DEQUANTIZE" else src.copy()
+            folded[outs[0]] = (kind, ins[0])
             continue
         operators.append(Operator(kind, ins, outs, _options(kind, op, model, g)))
     inputs = tuple(int(v) for v in g.InputsAsNumpy())
     outputs = tuple(int(v) for v in g.OutputsAsNumpy())
-    return Graph(tensors, operators, inputs, outputs)
+    return Graph(tensors, operators, inputs, outputs, folded)
