@@ -178,9 +178,9 @@ def run(video: Path, count: int, repeat: int) -> dict[str, Any]:
 
 def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, GPU {m.get('gpu') or 'none'}; torch {m['torch']}, "
-             f"onnxruntime {m['onnxruntime']}, mediapipe {m['mediapipe']}; clip {Path(report['video']).name} "
-             f"({report['size'][0]}x{report['size'][1]}), {report['frames']} frames x {report['repeat']}.", "",
+    lines = [(f"Machine: {m['cpu']}, {m['cores']} cores, GPU {m.get('gpu') or 'none'}; torch {m['torch']}, "
+              f"onnxruntime {m['onnxruntime']}, mediapipe {m['mediapipe']}; clip {Path(report['video']).name} "
+              f"({report['size'][0]}x{report['size'][1]}), {report['frames']} frames x {report['repeat']}."), "",
              "| case | p50 ms | p95 ms | p99 ms |", "| --- | --- | --- | --- |"]
     for name, s in report["pipeline_cpu"].items():
         lines.append(f"| pipeline cpu: {name} | {s['p50_ms']:.2f} | {s['p95_ms']:.2f} | {s['p99_ms']:.2f} |")

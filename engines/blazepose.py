@@ -40,7 +40,7 @@ from torch import nn
 
 from engines.tflite import Graph, TFLiteError, read_tflite
 
-__all__ = ["NETWORKS", "INPUT_SIZE", "TFLiteNet", "blazepose_cache", "load_network", "tflite_path"]
+__all__ = ["INPUT_SIZE", "NETWORKS", "TFLiteNet", "blazepose_cache", "load_network", "tflite_path"]
 
 NETWORKS: dict[str, tuple[str, tuple[str, ...]]] = {
     "detector": ("pose_detection/pose_detection.tflite", ("boxes", "scores")),

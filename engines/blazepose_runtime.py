@@ -24,10 +24,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engines.artifacts import EngineError, Manifest, device_fingerprint, file_sha256, library_versions, \
-    read_manifest, write_manifest
-from engines.blazepose import INPUT_SIZE, NETWORKS, TFLiteNet, _code_fingerprint, blazepose_cache, load_network, \
-    tflite_path
+from engines.artifacts import (
+    EngineError,
+    Manifest,
+    device_fingerprint,
+    file_sha256,
+    library_versions,
+    read_manifest,
+    write_manifest,
+)
+from engines.blazepose import (
+    INPUT_SIZE,
+    NETWORKS,
+    TFLiteNet,
+    _code_fingerprint,
+    blazepose_cache,
+    load_network,
+    tflite_path,
+)
 
 __all__ = ["RUNTIMES", "build_onnx", "load_runner"]
 

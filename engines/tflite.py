@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Graph", "Operator", "Tensor", "TFLiteError", "densify", "read_tflite", "sparse_tensors"]
+__all__ = ["Graph", "Operator", "TFLiteError", "Tensor", "densify", "read_tflite", "sparse_tensors"]
 
 _DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 6: np.bool_, 7: np.int16,
            9: np.int8, 10: np.float64}

@@ -4,8 +4,9 @@ Per frame (``BlazePose.process``):
 
 1. people tracked from the previous frame keep their region, drawn from their (filtered)
    auxiliary landmarks; when fewer than ``max_persons`` are tracked (MediaPipe: none), the
-   detector runs on the letterboxed frame and each detection that overlaps no tracked person
-   starts a new one (best score first), with a new id;
+   detector runs on the letterboxed frame, with the people already tracked blanked out, and each
+   detection whose hip point lies outside every tracked person starts a new one (best score
+   first), with a new id;
 2. all regions are cropped and go through the landmark network in one batch;
 3. a person whose pose flag is under ``min_tracking_confidence`` is dropped (its filters reset;
    MediaPipe then detects again on the next frame);
@@ -119,9 +120,25 @@ class BlazePose:
         self._since_detect = 0
 
     # -- steps ------------------------------------------------------------------------------
-    def detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Person detections on a frame: scores (N,), boxes (N, 4) and keypoints (N, 4, 2), image-normalised."""
+    def detect(self, image_bgr: np.ndarray, exclude: list[np.ndarray] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Person detections on a frame: scores (N,), boxes (N, 4) and keypoints (N, 4, 2), image-normalised.
+
+        ``exclude``: boxes (xmin, ymin, w, h), normalised, blanked out of the detector's input: people
+        already tracked. MediaPipe's detector was trained to find the most prominent person; hiding
+        the ones we have lets it find the next.
+        """
         x, pad = geo.letterbox_input(image_bgr)
+        if len(exclude):
+            left, top, right, bottom = pad
+            n = geo.DETECTOR_SIZE
+            for box in exclude:
+                x0, y0 = box[0] - 0.1 * box[2], box[1] - 0.1 * box[3]
+                x1, y1 = box[0] + 1.1 * box[2], box[1] + 1.1 * box[3]
+                c0 = int(np.clip(np.floor((x0 * (1 - left - right) + left) * n), 0, n))
+                c1 = int(np.clip(np.ceil((x1 * (1 - left - right) + left) * n), 0, n))
+                r0 = int(np.clip(np.floor((y0 * (1 - top - bottom) + top) * n), 0, n))
+                r1 = int(np.clip(np.ceil((y1 * (1 - top - bottom) + top) * n), 0, n))
+                x[r0:r1, c0:c1] = -1.0  # black, like the letterbox border
         boxes, scores = self.detector(x[None])
         s, b, k = geo.decode_detections(boxes[0], scores[0], self.anchors, self.config.min_detection_confidence)
         s, b, k = geo.weighted_nms(s, b, k, 0.3)
@@ -130,12 +147,11 @@ class BlazePose:
 
     def _new_tracks(self, image_bgr: np.ndarray) -> None:
         h, w = image_bgr.shape[:2]
-        scores, boxes, kps = self.detect(image_bgr)
+        scores, _, kps = self.detect(image_bgr, [t.box for t in self.tracks if t.box is not None])
         for i in range(len(scores)):
             if len(self.tracks) >= self.config.max_persons:
                 break
-            if any(t.box is not None and geo._iou(boxes[i], t.box[None])[0] > 0.0 and
-                   _inside(kps[i, 0], t.box) for t in self.tracks):
+            if any(t.box is not None and _inside(kps[i, 0], t.box) for t in self.tracks):
                 continue  # this person is tracked already
             rect, _ = geo.rect_from_points(kps[i, 0], kps[i, 1], w, h)
             self.tracks.append(_Track(self.next_id, rect, LandmarkFilter(self.config.smooth)))
@@ -147,7 +163,7 @@ class BlazePose:
             raise ValueError(f"expected a BGR uint8 image of shape (height, width, 3), got {image_bgr.shape} "
                              f"{image_bgr.dtype}")
         self.frame_index += 1
-        t_ns = int(round(timestamp_s * 1e9)) if timestamp_s is not None else self.frame_index * 33_333_000
+        t_ns = round(timestamp_s * 1e9) if timestamp_s is not None else self.frame_index * 33_333_000
         h, w = image_bgr.shape[:2]
         if len(self.tracks) < self.config.max_persons:
             if not self.tracks or self._since_detect + 1 >= self.config.detect_every:
