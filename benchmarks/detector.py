@@ -1,6 +1,7 @@
 """2D detection speed: MediaPipe Pose against the BlazePose port, per frame and per network.
 
     python -m benchmarks detector [--video PATH] [--frames 100] [--repeat 3] [--json out.json]
+    python -m benchmarks detector --faithfulness [--videos A.mp4 B.mp4]
 
 Cases (each: warm-up, then every frame of the clip timed ``repeat`` times, p50/p95/p99 in ms):
 
@@ -13,6 +14,11 @@ Cases (each: warm-up, then every frame of the clip timed ``repeat`` times, p50/p
   FP32 and FP16, batch 1 (target: detector + landmarks <= 2 ms per frame), the landmark network
   at batch 8 (target: <= 2x batch 1), the whole pipeline per frame, and the FP16 error against
   FP32 in image pixels over the clip.
+
+``--faithfulness`` measures instead how far the port's landmarks are from MediaPipe's on every
+frame of each clip (video mode, defaults, landmarks MediaPipe sees as visible, pixels), tracking
+on its own (closed loop) and when handed MediaPipe's region every frame (open loop), next to how
+far MediaPipe is from itself when 0.1% of the pixel values are off by one grey level.
 
 The default clip is ``../shared/media/pose2sim-demo/cam03.mp4`` (1088x1920, one person).
 On a shared 2-core machine the numbers move by tens of percent between runs: compare ratios
@@ -141,6 +147,24 @@ def _fp16_error(frames: list[np.ndarray]) -> dict[str, float]:
     return {"median_px": float(np.median(e)), "p95_px": float(np.percentile(e, 95)), "max_px": float(e.max())}
 
 
+def _fp16_standin_error(crops: np.ndarray, count: int = 20) -> dict[str, float]:
+    """Without a GPU: the landmark network in torch half precision on the CPU (the arithmetic a
+    GPU's FP16 path does, not its kernels) against FP32, landmark error in crop pixels (of 256)."""
+    import torch
+
+    from engines.blazepose import load_network
+
+    net = load_network("landmark", ("landmarks", "heatmap"))
+    half = load_network("landmark", ("landmarks", "heatmap")).half()
+    x = torch.from_numpy(crops[:count])
+    with torch.no_grad():
+        a = net(x)[0].reshape(len(x), 39, 5)[:, :33, :2]
+        b = half(x.half())[0].float().reshape(len(x), 39, 5)[:, :33, :2]
+    e = torch.linalg.norm(a - b, dim=-1).numpy().reshape(-1)
+    return {"median_crop_px": float(np.median(e)), "p95_crop_px": float(np.percentile(e, 95)),
+            "max_crop_px": float(e.max()), "crops": len(x)}
+
+
 def run(video: Path, count: int, repeat: int) -> dict[str, Any]:
     import torch
 
@@ -172,6 +196,7 @@ def run(video: Path, count: int, repeat: int) -> dict[str, Any]:
                         "fp16_error_px": gpu["fp16_error"]})
     else:
         report["gpu"] = {"skipped": "no CUDA GPU visible to torch"}
+        summary["fp16_cpu_standin_error"] = _fp16_standin_error(crops)
     report["summary"] = summary
     return report
 
@@ -199,13 +224,91 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _mediapipe_video(frames: list[np.ndarray]) -> list[dict]:
+    """MediaPipe Pose (video mode, defaults): landmarks and the region it derived from them."""
+    import cv2
+    from mediapipe.python.solution_base import SolutionBase
+    from mediapipe.python.solutions import pose as mp_pose
+
+    graph = SolutionBase(binary_graph_path=mp_pose._BINARYPB_FILE_PATH,
+                         side_inputs={"model_complexity": 1, "smooth_landmarks": True, "enable_segmentation": False,
+                                      "smooth_segmentation": True, "use_prev_landmarks": True},
+                         outputs=["pose_landmarks", "pose_rect_from_landmarks"])
+    out = []
+    for img in frames:
+        r = graph.process(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+        n = r.pose_rect_from_landmarks
+        out.append({"landmarks": None if r.pose_landmarks is None else
+                    np.array([[p.x, p.y, p.visibility] for p in r.pose_landmarks.landmark]),
+                    "next": None if n is None else (n.x_center, n.y_center, n.width, n.height, n.rotation)})
+    graph.close()
+    return out
+
+
+def _distances(ours: list, ref: list[dict], w: int, h: int) -> dict[str, float]:
+    errs = []
+    for mine, r in zip(ours, ref):
+        if mine is None or r["landmarks"] is None:
+            continue
+        vis = r["landmarks"][:, 2] > 0.5
+        errs.append(np.hypot((mine[:, 0] - r["landmarks"][:, 0]) * w, (mine[:, 1] - r["landmarks"][:, 1]) * h)[vis])
+    e = np.concatenate(errs)
+    return {"median_px": float(np.median(e)), "p95_px": float(np.percentile(e, 95)), "max_px": float(e.max())}
+
+
+def faithfulness(videos: list[Path], count: int = 100) -> dict[str, Any]:
+    from realtime.blazepose import BlazePose, BlazePoseConfig
+
+    out = {}
+    for video in videos:
+        frames = _frames(video, count)
+        h, w = frames[0].shape[:2]
+        ref = _mediapipe_video(frames)
+        row = {}
+        for runtime in ("onnxruntime", "torch"):
+            pose = BlazePose(BlazePoseConfig(runtime=runtime))
+            closed = []
+            for f in frames:
+                o = pose.process(f)
+                closed.append(o.landmarks[0] if o.persons else None)
+            row[f"closed_loop_{runtime}"] = _distances(closed, ref, w, h)
+        pose = BlazePose(BlazePoseConfig(runtime="onnxruntime"))
+        opened = []
+        for i, f in enumerate(frames):
+            if i and pose.tracks and ref[i - 1]["next"] is not None:
+                pose.tracks[0].rect = ref[i - 1]["next"]
+            o = pose.process(f)
+            opened.append(o.landmarks[0] if o.persons else None)
+        row["open_loop_onnxruntime"] = _distances(opened, ref, w, h)
+        rng = np.random.default_rng(0)
+        noisy = []
+        for f in frames:
+            f = f.copy()
+            m = rng.random(f.shape) < 0.001
+            f[m] = np.clip(f[m].astype(np.int16) + rng.choice([-1, 1], int(m.sum())), 0, 255)
+            noisy.append(f)
+        row["mediapipe_vs_itself_perturbed"] = _distances([r["landmarks"] for r in _mediapipe_video(noisy)], ref, w, h)
+        out[video.name] = row
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks detector", description=__doc__.split("\n\n")[0])
     ap.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
     ap.add_argument("--frames", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", dest="json_out", default=None)
+    ap.add_argument("--faithfulness", action="store_true", help="landmark distance to MediaPipe instead of speed")
+    ap.add_argument("--videos", type=Path, nargs="+", default=[DEFAULT_VIDEO, DEFAULT_VIDEO.with_name("cam04.mp4")])
     args = ap.parse_args(argv)
+    if args.faithfulness:
+        report = faithfulness(args.videos, args.frames)
+        for name, row in report.items():
+            for case, d in row.items():
+                print(f"{name:10s} {case:32s} median {d['median_px']:.4f} px  p95 {d['p95_px']:.4f}  max {d['max_px']:.2f}")
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(report, indent=1))
+        return 0
     report = run(args.video, args.frames, args.repeat)
     print(markdown(report))
     print(json.dumps(report["summary"], indent=1))

@@ -128,6 +128,7 @@ def test_raw_outputs_match_the_tflite_interpreter(network, frame, blazepose_cach
         assert g.shape[1:] == r.shape[1:], name
         err = float(np.abs(g[:1] - r).max())
         scale = float(np.abs(r).max())
+        print(f"{network}/{name}: max |torch - TFLite| {err:.2e} (largest value {scale:.3g})")
         # ~1e-3 absolute on raw values up to hundreds; the segmentation logits reach ~2000
         assert err <= (2e-3 if name != "segmentation" else 1e-4 * scale), f"{network}/{name}: {err} (scale {scale})"
     # the batch axis is free (the file says 1) and items do not leak into each other
