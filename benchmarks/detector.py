@@ -256,6 +256,32 @@ def _distances(ours: list, ref: list[dict], w: int, h: int) -> dict[str, float]:
     return {"median_px": float(np.median(e)), "p95_px": float(np.percentile(e, 95)), "max_px": float(e.max())}
 
 
+def sensitivity(frame: np.ndarray, shifts=(3e-8, 1e-6)) -> dict[str, dict[str, float]]:
+    """How much the landmark model's output moves when its region's centre moves by a tiny
+    fraction of the image height: crop values changed (of 256*256*3) and the largest landmark move."""
+    from realtime.blazepose import BlazePose, BlazePoseConfig
+    from realtime.blazepose import geometry as geo
+
+    pose = BlazePose(BlazePoseConfig(runtime="onnxruntime"))
+    h, w = frame.shape[:2]
+    _, _, kps = pose.detect(frame)
+    rect, _ = geo.rect_from_points(kps[0, 0], kps[0, 1], w, h)
+
+    def landmarks(r):
+        x, pad = geo.landmark_input(frame, r)
+        raw, _, heat = pose.landmarker(x[None])
+        pts = geo.project(geo.refine_with_heatmap(geo.decode_landmarks(raw), heat)[0], r, pad)
+        return x, pts[:33, :2] * [w, h]
+
+    x0, p0 = landmarks(rect)
+    out = {}
+    for eps in shifts:
+        x1, p1 = landmarks((rect[0], rect[1] + eps, *rect[2:]))
+        out[f"{eps:g}"] = {"crop_values_changed": int((x1 != x0).sum()),
+                           "max_landmark_move_px": float(np.linalg.norm(p1 - p0, axis=-1).max())}
+    return out
+
+
 def faithfulness(videos: list[Path], count: int = 100) -> dict[str, Any]:
     from realtime.blazepose import BlazePose, BlazePoseConfig
 
@@ -264,7 +290,7 @@ def faithfulness(videos: list[Path], count: int = 100) -> dict[str, Any]:
         frames = _frames(video, count)
         h, w = frames[0].shape[:2]
         ref = _mediapipe_video(frames)
-        row = {}
+        row = {"sensitivity": sensitivity(frames[0])}
         for runtime in ("onnxruntime", "torch"):
             pose = BlazePose(BlazePoseConfig(runtime=runtime))
             closed = []
@@ -304,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.faithfulness:
         report = faithfulness(args.videos, args.frames)
         for name, row in report.items():
+            for eps, d in row.pop("sensitivity").items():
+                print(f"{name:10s} region centre moved by {eps} of the image height: {d['crop_values_changed']} "
+                      f"crop values change, landmarks move up to {d['max_landmark_move_px']:.4f} px")
             for case, d in row.items():
                 print(f"{name:10s} {case:32s} median {d['median_px']:.4f} px  p95 {d['p95_px']:.4f}  max {d['max_px']:.2f}")
         if args.json_out:
