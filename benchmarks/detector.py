@@ -330,10 +330,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.faithfulness:
         report = faithfulness(args.videos, args.frames)
         for name, row in report.items():
-            for eps, d in row.pop("sensitivity").items():
+            for eps, d in row["sensitivity"].items():
                 print(f"{name:10s} region centre moved by {eps} of the image height: {d['crop_values_changed']} "
                       f"crop values change, landmarks move up to {d['max_landmark_move_px']:.4f} px")
             for case, d in row.items():
+                if case == "sensitivity":
+                    continue
                 print(f"{name:10s} {case:32s} median {d['median_px']:.4f} px  p95 {d['p95_px']:.4f}  max {d['max_px']:.2f}")
         if args.json_out:
             Path(args.json_out).write_text(json.dumps(report, indent=1))
