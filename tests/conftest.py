@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,7 +46,7 @@ def cmu_archive_path(tmp_path_factory, shared_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
-def blazepose_cache(tmp_path_factory) -> Path:
+def blazepose_cache(tmp_path_factory) -> Iterator[Path]:
     """One BlazePose cache (built modules, ONNX engines) for the session, away from the user's."""
     import os
 

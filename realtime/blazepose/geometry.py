@@ -30,9 +30,21 @@ import cv2
 import numpy as np
 
 __all__ = [
-    "DETECTOR_SIZE", "LANDMARK_SIZE", "NUM_LANDMARKS", "anchors", "crop", "decode_detections",
-    "decode_landmarks", "letterbox_input", "project", "rect_from_points", "refine_with_heatmap",
-    "remove_letterbox", "weighted_nms",
+    "DETECTOR_SIZE",
+    "LANDMARK_SIZE",
+    "NUM_LANDMARKS",
+    "anchors",
+    "crop",
+    "decode_detections",
+    "decode_landmarks",
+    "iou",
+    "landmark_input",
+    "letterbox_input",
+    "project",
+    "rect_from_points",
+    "refine_with_heatmap",
+    "remove_letterbox",
+    "weighted_nms",
 ]
 
 DETECTOR_SIZE = 224
@@ -117,7 +129,7 @@ def decode_detections(boxes: np.ndarray, scores: np.ndarray, anchor_xy: np.ndarr
     return s[keep][ok], box[ok], kps[ok]
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     x0 = np.maximum(box[0], boxes[:, 0])
     y0 = np.maximum(box[1], boxes[:, 1])
     x1 = np.minimum(box[0] + box[2], boxes[:, 0] + boxes[:, 2])
@@ -127,15 +139,15 @@ def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
-def weighted_nms(scores: np.ndarray, boxes: np.ndarray, kps: np.ndarray, iou: float = 0.3,
+def weighted_nms(scores: np.ndarray, boxes: np.ndarray, kps: np.ndarray, threshold: float = 0.3,
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """MediaPipe's WEIGHTED suppression: the best remaining box absorbs every box overlapping it
-    by more than ``iou``; its box and keypoints become their score-weighted mean, its score stays."""
+    by more than ``threshold`` (IoU); its box and keypoints become their score-weighted mean, its score stays."""
     order = np.argsort(-scores, kind="stable")
     out_s, out_b, out_k = [], [], []
     while order.size:
         top = order[0]
-        overlap = _iou(boxes[top], boxes[order]) > iou
+        overlap = iou(boxes[top], boxes[order]) > threshold
         members = order[overlap]
         wts = scores[members][:, None]
         total = wts.sum()

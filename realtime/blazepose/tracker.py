@@ -203,7 +203,7 @@ class BlazePose:
             return kept
         out = []
         for item in sorted(kept, key=lambda k: k[0].id):  # older ids win
-            if any(geo._iou(item[0].box, o[0].box[None])[0] > self.config.duplicate_iou for o in out):
+            if any(geo.iou(item[0].box, o[0].box[None])[0] > self.config.duplicate_iou for o in out):
                 continue
             out.append(item)
         return out
