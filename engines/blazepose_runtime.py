@@ -199,6 +199,8 @@ class _OrtRunner:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             opts.intra_op_num_threads = threads
+        # idle worker threads that spin steal the cores the rest of the pipeline needs
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(manifest.artifact), opts, providers=providers)
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -212,6 +214,8 @@ def load_runner(network: str, backend: str = "torch", *, outputs: tuple[str, ...
     ``backend``: ``torch`` (eager, CPU or CUDA, FP32 or FP16 weights and activations) or
     ``onnxruntime`` (the ONNX engine from the cache; CPU, or its CUDA provider when installed).
     ``cuda_graphs``: torch on CUDA replays captured CUDA graphs (one per input shape).
+    ``threads``: ONNX Runtime's threads per network (0: its default, one per core); torch keeps
+    the process-wide setting (``torch.set_num_threads``), which the lifter shares.
     """
     if network not in NETWORKS:
         raise ValueError(f"unknown BlazePose network {network!r}; choose one of {', '.join(NETWORKS)}")
@@ -226,8 +230,6 @@ def load_runner(network: str, backend: str = "torch", *, outputs: tuple[str, ...
     if backend == "torch":
         if precision == "fp16" and device == "cpu":
             raise EngineError("FP16 needs --device cuda (half-precision convolutions on the CPU are slow)")
-        if threads and device == "cpu":
-            torch.set_num_threads(threads)
         return _TorchRunner(network, outputs, device, precision, cuda_graphs)
     if precision == "fp16":
         raise EngineError("FP16 is offered through the torch runtime on CUDA only")
