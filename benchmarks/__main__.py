@@ -1,12 +1,13 @@
 """``python -m benchmarks <name> [options]``: run one benchmark (``latency`` and ``accuracy``: the
-full reports; ``engines``, ``pipeline``, ``smoothing``, ``transport``: their parts;
+full reports; ``engines``, ``detector``, ``pipeline``, ``smoothing``, ``transport``: their parts;
 ``skeleton_widths``, ``rig``), or ``docs`` to rewrite docs/benchmarks.md from the latest reports."""
 
 from __future__ import annotations
 
 import sys
 
-NAMES = ("latency", "accuracy", "docs", "engines", "pipeline", "smoothing", "transport", "skeleton_widths", "rig")
+NAMES = ("latency", "accuracy", "docs", "engines", "detector", "pipeline", "smoothing", "transport", "skeleton_widths",
+         "rig")
 
 
 def main(argv: list[str]) -> int:

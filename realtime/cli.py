@@ -64,6 +64,8 @@ def _stream(args: argparse.Namespace, spec) -> int:
     # cheap checks first, so a typo or a missing file is one sentence before anything heavy loads
     if args.detector not in DETECTORS:
         make_detector(args.detector)  # raises the sentence naming the choices
+    if args.device != "cpu" and args.detector == "mediapipe":
+        make_detector(args.detector, args.device)  # raises: mediapipe is CPU only
     if args.backend not in engines.BACKENDS:
         raise ValueError(f"unknown backend {args.backend!r}; choose one of {', '.join(engines.BACKENDS)}")
     rig_outputs = _rig_outputs(args)  # --vmc / --record checked before anything heavy opens
@@ -72,7 +74,7 @@ def _stream(args: argparse.Namespace, spec) -> int:
     try:
         publisher = Publisher(args.bind, source=source.info())
         engine = engines.load(args.checkpoint, backend=args.backend)
-        detector = make_detector(args.detector)
+        detector = make_detector(args.detector, args.device)
         smoother = None
         if not args.no_smoothing:
             warmup()
@@ -165,6 +167,21 @@ def _demo(args: argparse.Namespace) -> int:
     return _stream(args, SourceSpec("video", str(DEMO_CLIP), loop=True, fast=args.fast, fps=args.fps))
 
 
+def _detect(args: argparse.Namespace) -> int:
+    from realtime.detect_video import DetectConfig, detect_video, write_keypoints
+
+    config = DetectConfig(video=args.video, out=args.out, detector=args.detector, device=args.device,
+                          runtime=args.runtime, max_persons=args.max_persons, smooth=not args.no_smoothing,
+                          max_frames=args.max_frames, progress=not args.quiet)
+    arrays = detect_video(config)
+    out = write_keypoints(arrays, args.out)
+    seen = int((arrays["ids"] >= 0).any(axis=1).sum())
+    people = len(set(arrays["ids"][arrays["ids"] >= 0].tolist()))
+    print(f"wrote {out}: {arrays['ids'].shape[0]} frames, a person in {seen}, {people} person id"
+          f"{'s' if people != 1 else ''}", file=sys.stderr)
+    return 0
+
+
 def _view(args: argparse.Namespace) -> int:
     from realtime.viewer import ViewerConfig, run_viewer
 
@@ -177,7 +194,8 @@ def _stream_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fast", action="store_true", help="process files as fast as possible, every frame "
                    "(default: replay at the native frame rate, like a camera)")
     p.add_argument("--fps", type=float, default=None, help="frame rate for image folders (default 30) or to override a file's")
-    p.add_argument("--detector", default="mediapipe", help="2D detector: mediapipe (default)")
+    p.add_argument("--detector", default="mediapipe", help="2D detector: mediapipe (default) or blazepose")
+    p.add_argument("--device", default="cpu", help="2D detector device: cpu (default) or cuda (blazepose only)")
     p.add_argument("--backend", default="auto", help="lifter engine backend (engines.BACKENDS; default auto)")
     p.add_argument("--checkpoint", default="default", help="lifter checkpoint or built engine (default: shipped model)")
     p.add_argument("--bind", default=DEFAULT_ENDPOINT, help=f"ZeroMQ PUB endpoint (default {DEFAULT_ENDPOINT}, loopback)")
@@ -228,6 +246,22 @@ def build_parser() -> argparse.ArgumentParser:
                        "looping until Ctrl-C or --max-frames.")
     _stream_options(p)
     p.set_defaults(handler=_demo)
+
+    p = sub.add_parser("detect", help="2D landmarks of every frame of a video, to a .npz",
+                       description="Run a 2D detector over every frame of a video and write landmarks (MediaPipe's 33, "
+                       "pixels), visibility, person ids and the canonical 17 joints to one .npz.")
+    p.add_argument("--video", required=True, help="video file")
+    p.add_argument("--detector", default="mediapipe", help="mediapipe (default, CPU, one person) or blazepose "
+                   "(the same networks in PyTorch/ONNX Runtime, CPU or CUDA, several people)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda (blazepose only)")
+    p.add_argument("--runtime", default=None, choices=("torch", "onnxruntime"),
+                   help="blazepose runtime (default: onnxruntime on the CPU, torch on CUDA)")
+    p.add_argument("--max-persons", type=int, default=4, help="blazepose: people tracked at once (default 4)")
+    p.add_argument("--no-smoothing", action="store_true", help="skip MediaPipe's landmark filter")
+    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    p.add_argument("--out", required=True, metavar="KEYPOINTS.npz", help="output file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_detect)
 
     p = sub.add_parser("view", help="Open3D viewer for a stream",
                        description="Show the skeletons published on an endpoint with a floor grid, fps and latency.")

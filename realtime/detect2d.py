@@ -7,7 +7,9 @@ stay the same while a person is tracked. A detector that loses a joint gives it 
 NaN coordinates never leave this module.
 
 Backends: ``mediapipe`` (MediaPipe Pose 0.10.21 on the CPU, one person, video mode, the full
-landmark model: the only one bundled in the wheel). The BlazePose port for the GPU plugs in here.
+landmark model: the only one bundled in the wheel) and ``blazepose`` (the same networks ported to
+PyTorch, ``realtime.blazepose``: CPU or CUDA, torch or ONNX Runtime, several people with stable
+ids). Both map MediaPipe's 33 landmarks to the canonical joints through :func:`to_canonical`.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ import numpy as np
 from engines.camera import normalize_screen
 from engines.skeleton import CANONICAL, MEDIAPIPE_TO_CANONICAL
 
-__all__ = ["DETECTORS", "Detection", "MediaPipeDetector", "make_detector"]
+__all__ = ["DETECTORS", "BlazePoseDetector", "Detection", "MediaPipeDetector", "make_detector", "to_canonical"]
 
-DETECTORS = ("mediapipe",)
+DETECTORS = ("mediapipe", "blazepose")
 
 
 @dataclass
@@ -37,6 +39,8 @@ class Detection:
     t_start_ns: int = 0
     t_end_ns: int = 0
     world: np.ndarray | None = None  # (P, 17, 3) float32: the detector's own 3D, when asked for (see MediaPipeDetector)
+    landmarks33: np.ndarray | None = None  # (P, 33, 2) float32 MediaPipe landmarks in pixels
+    visibility33: np.ndarray | None = None  # (P, 33) float32 their visibility
 
     @classmethod
     def empty(cls) -> Detection:
@@ -126,15 +130,7 @@ class MediaPipeDetector:
             lm = result.pose_landmarks.landmark
             px = np.array([[p.x * w, p.y * h] for p in lm], dtype=np.float64)
             vis = np.array([p.visibility for p in lm], dtype=np.float64)
-            canon = MEDIAPIPE_TO_CANONICAL(px)
-            conf = MEDIAPIPE_TO_CANONICAL.confidence(vis)
-            bad = ~np.isfinite(canon).all(axis=-1) | ~np.isfinite(conf)
-            conf = np.where(bad, 0.0, np.clip(conf, 0.0, 1.0))
-            canon = np.where(bad[:, None], 0.0, canon)
-            uv = normalize_screen(canon, w, h)
-            kp = np.concatenate([np.where(conf[:, None] > 0, uv, 0.0), conf[:, None]], axis=-1)
-            det = Detection(kp[None].astype(np.float32), canon[None].astype(np.float32),
-                            np.array([self._next_id], np.int64), np.array([float(conf.mean())], np.float32))
+            det = to_canonical(px[None], vis[None], np.array([self._next_id]), w, h)
             if self.world_landmarks and result.pose_world_landmarks is not None:
                 xyz = np.array([[p.x, p.y, p.z] for p in result.pose_world_landmarks.landmark], dtype=np.float64)
                 det.world = MEDIAPIPE_TO_CANONICAL(xyz)[None].astype(np.float32)
@@ -145,10 +141,71 @@ class MediaPipeDetector:
         self._pose.close()
 
 
-def make_detector(name: str):
-    """A detector by name; ``ValueError`` naming the choices for an unknown one."""
+def to_canonical(px: np.ndarray, vis: np.ndarray, ids: np.ndarray, w: int, h: int) -> Detection:
+    """MediaPipe's 33 landmarks of P people, pixels (P, 33, 2) and visibility (P, 33), as a
+    :class:`Detection` of canonical joints; non-finite joints get confidence 0 and coordinates 0."""
+    if px.ndim != 3 or px.shape[1:] != (33, 2) or vis.shape != px.shape[:2]:
+        raise ValueError(f"expected pixels (P, 33, 2) and visibility (P, 33), got {px.shape} and {vis.shape}")
+    canon = MEDIAPIPE_TO_CANONICAL(px.astype(np.float64))
+    conf = MEDIAPIPE_TO_CANONICAL.confidence(vis.astype(np.float64))
+    bad = ~np.isfinite(canon).all(axis=-1) | ~np.isfinite(conf)
+    conf = np.where(bad, 0.0, np.clip(conf, 0.0, 1.0))
+    canon = np.where(bad[..., None], 0.0, canon)
+    uv = normalize_screen(canon, w, h)
+    kp = np.concatenate([np.where(conf[..., None] > 0, uv, 0.0), conf[..., None]], axis=-1)
+    return Detection(kp.astype(np.float32), canon.astype(np.float32), np.asarray(ids, np.int64),
+                     conf.mean(axis=-1).astype(np.float32), landmarks33=px.astype(np.float32),
+                     visibility33=vis.astype(np.float32))
+
+
+class BlazePoseDetector:
+    """MediaPipe's BlazePose networks ported to PyTorch (``realtime.blazepose``), several people.
+
+    ``device``: ``cpu`` or ``cuda``; ``runtime``: ``torch`` or ``onnxruntime`` (default: ONNX
+    Runtime on the CPU, torch on CUDA); ``max_persons``: people tracked at once (1 reproduces
+    MediaPipe Pose exactly); ``detect_every``: frames between detector runs while fewer than
+    ``max_persons`` are tracked (with nobody tracked it runs on every frame).
+    """
+
+    name = "blazepose"
+
+    def __init__(self, device: str = "cpu", runtime: str | None = None, max_persons: int = 4,
+                 detect_every: int = 5, precision: str = "fp32", smooth_landmarks: bool = False) -> None:
+        from realtime.blazepose import BlazePose, BlazePoseConfig
+
+        if runtime is None:
+            runtime = "torch" if device == "cuda" else "onnxruntime"
+        self.config = BlazePoseConfig(max_persons=max_persons, runtime=runtime, device=device,
+                                      precision=precision, detect_every=detect_every, smooth=smooth_landmarks)
+        self._pose = BlazePose(self.config)
+
+    def detect(self, image_bgr: np.ndarray, timestamp_s: float | None = None) -> Detection:
+        t0 = time.monotonic_ns()
+        frame = self._pose.process(image_bgr, timestamp_s)
+        h, w = image_bgr.shape[:2]
+        det = Detection.empty() if frame.persons == 0 else to_canonical(frame.pixels, frame.visibility, frame.ids, w, h)
+        det.t_start_ns, det.t_end_ns = t0, time.monotonic_ns()
+        return det
+
+    def close(self) -> None:
+        self._pose.close()
+
+
+def make_detector(name: str, device: str = "cpu", smooth_landmarks: bool = False, **options):
+    """A detector by name; ``ValueError`` naming the choices for an unknown one. ``device`` and
+    ``options`` (runtime, max_persons, detect_every, precision) apply to ``blazepose``;
+    ``smooth_landmarks`` turns on MediaPipe's 2D landmark filter (off: the pipeline smooths in 3D)."""
     if name == "mediapipe":
-        return MediaPipeDetector()
+        if device != "cpu":
+            raise ValueError("the mediapipe detector runs on the CPU only; use --detector blazepose for --device cuda")
+        return MediaPipeDetector(smooth_landmarks=smooth_landmarks)
     if name == "blazepose":
-        raise ValueError("detector 'blazepose' (MediaPipe's networks on the GPU) is not ported yet; use --detector mediapipe")
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"unknown device {device!r}; choose cpu or cuda")
+        if device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ValueError("--device cuda was requested but no CUDA GPU is visible to torch on this machine")
+        return BlazePoseDetector(device=device, smooth_landmarks=smooth_landmarks, **options)
     raise ValueError(f"unknown detector {name!r}; choose one of: {', '.join(DETECTORS)}")

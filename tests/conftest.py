@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,18 @@ def cmu_archive_path(tmp_path_factory, shared_dir) -> Path:
     out = tmp_path_factory.mktemp("cmu") / "cmu.npz"
     prepare([MOCAP], out, fps=30.0, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def blazepose_cache(tmp_path_factory) -> Iterator[Path]:
+    """One BlazePose cache (built modules, ONNX engines) for the session, away from the user's."""
+    import os
+
+    saved = os.environ.get("POSESTREAM_CACHE")
+    if saved is None:
+        os.environ["POSESTREAM_CACHE"] = str(tmp_path_factory.mktemp("posestream-cache"))
+    from engines.blazepose import blazepose_cache as root
+
+    yield root()
+    if saved is None:
+        os.environ.pop("POSESTREAM_CACHE", None)
