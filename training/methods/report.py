@@ -222,4 +222,6 @@ def _markdown(s: ReportSettings, rows: dict[str, dict[str, Any]], own: dict[str,
                      f"{b.get('triangulation_p_mpjpe_mm', float('nan')):.1f} -> {a.get('triangulation_p_mpjpe_mm', float('nan')):.1f} mm, "
                      f"reprojection {b['reprojection_px']:.1f} -> {a['reprojection_px']:.1f} px, views' disagreement "
                      f"{b['disagreement_mm']:.0f} -> {a['disagreement_mm']:.0f} mm.")
-    return HEADER + "\n".join(lines) + "\n"
+    header = HEADER.replace("--minutes 2 --adapt-steps 100 --runs runs/methods ",
+                            f"--minutes {s.minutes:g} --adapt-steps {s.adapt_steps} --runs {s.runs} ")
+    return header + "\n".join(lines) + "\n"
