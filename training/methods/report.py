@@ -223,5 +223,5 @@ def _markdown(s: ReportSettings, rows: dict[str, dict[str, Any]], own: dict[str,
                      f"reprojection {b['reprojection_px']:.1f} -> {a['reprojection_px']:.1f} px, views' disagreement "
                      f"{b['disagreement_mm']:.0f} -> {a['disagreement_mm']:.0f} mm.")
     header = HEADER.replace("--minutes 2 --adapt-steps 100 --runs runs/methods ",
-                            f"--minutes {s.minutes:g} --adapt-steps {s.adapt_steps} --runs {s.runs} ")
+                            f"--minutes {s.minutes:g} --adapt-steps {s.adapt_steps} --runs {s.out_dir} ")
     return header + "\n".join(lines) + "\n"
