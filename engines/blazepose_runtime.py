@@ -127,47 +127,6 @@ def build_onnx(network: str, outputs: tuple[str, ...] | None = None, *, force: b
     return read_manifest(folder)
 
 
-class _GraphReplay:
-    """Replays a tuple-returning module through one captured CUDA graph per batch size (the
-    networks are ~100 small kernels each: launch overhead dominates eager CUDA). A capture that
-    fails disables graphs with one log line. Unverified in CI (no GPU there)."""
-
-    def __init__(self, fn, max_graphs: int = 8) -> None:
-        self.fn, self.max_graphs, self.disabled = fn, max_graphs, False
-        self.graphs: dict[tuple, tuple] = {}
-
-    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        key = tuple(x.shape)
-        entry = self.graphs.get(key)
-        if entry is None:
-            if self.disabled or len(self.graphs) >= self.max_graphs:
-                return self.fn(x)
-            try:
-                static_in = x.clone()
-                side = torch.cuda.Stream()
-                side.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(side):
-                    for _ in range(3):
-                        self.fn(static_in)
-                torch.cuda.current_stream().wait_stream(side)
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph):
-                    static_out = self.fn(static_in)
-                entry = self.graphs[key] = (graph, static_in, static_out)
-            except Exception as exc:  # noqa: BLE001 - anything a graph cannot hold: run eagerly
-                import logging
-
-                logging.getLogger("posestream.engines").warning("CUDA graph capture failed (%s); running eagerly",
-                                                                str(exc).splitlines()[0])
-                self.disabled = True
-                torch.cuda.synchronize()
-                return self.fn(x)
-        graph, static_in, static_out = entry
-        static_in.copy_(x)
-        graph.replay()
-        return static_out
-
-
 class _TorchRunner:
     def __init__(self, network: str, outputs: tuple[str, ...] | None, device: str, precision: str,
                  cuda_graphs: bool = True) -> None:
@@ -175,7 +134,9 @@ class _TorchRunner:
         self.device = torch.device(device)
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
         self.net = load_network(network, outputs).to(self.device, self.dtype)
-        self._fn = _GraphReplay(self.net) if cuda_graphs and self.device.type == "cuda" else self.net
+        from engines.runtime import CudaGraphReplay
+
+        self._fn = CudaGraphReplay(self.net) if cuda_graphs and self.device.type == "cuda" else self.net
 
     @torch.inference_mode()
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -100,18 +100,20 @@ class Engine:
                 f"T={self.receptive_field} max_batch={self.max_batch} source={self.source}>")
 
 
-class _CudaGraphs:
-    """Replays ``fn`` through one captured CUDA graph per batch size (static shapes)."""
+class CudaGraphReplay:
+    """Replays ``fn`` (a tensor in; a tensor or a tuple of tensors out) through one captured CUDA
+    graph per input shape (static shapes); many small kernels then cost one launch. A capture
+    that fails (``fn`` does something a graph cannot hold) switches graphs off with one log line.
+    Used by the lifter's engines and the BlazePose networks."""
 
     def __init__(self, fn, max_graphs: int = 8) -> None:
         self.fn = fn
         self.disabled = False
-        self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
+        self.graphs: dict[tuple[int, ...], tuple[torch.cuda.CUDAGraph, torch.Tensor, Any]] = {}
         self.max_graphs = max_graphs
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        b = x.shape[0]
-        entry = self.graphs.get(b)
+    def __call__(self, x: torch.Tensor):
+        entry = self.graphs.get(tuple(x.shape))
         if entry is None:
             if self.disabled or len(self.graphs) >= self.max_graphs:
                 return self.fn(x)
@@ -125,7 +127,7 @@ class _CudaGraphs:
         graph, static_in, static_out = entry
         static_in.copy_(x)
         graph.replay()
-        return static_out.clone()
+        return static_out.clone() if isinstance(static_out, torch.Tensor) else tuple(t.clone() for t in static_out)
 
     def _capture(self, x: torch.Tensor):
         static_in = x.clone()
@@ -138,7 +140,7 @@ class _CudaGraphs:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             static_out = self.fn(static_in)
-        entry = self.graphs[x.shape[0]] = (graph, static_in, static_out)
+        entry = self.graphs[tuple(x.shape)] = (graph, static_in, static_out)
         return entry
 
 
@@ -198,7 +200,7 @@ class AOTIEngine(Engine):
             raise EngineError(f"{manifest.artifact}: AOTInductor cannot load it ({str(exc).splitlines()[0]}); "
                               f"rebuild it with `engines build --target aoti`") from None
         super().__init__(manifest.receptive_field, manifest.max_batch, "cuda", manifest.precision, str(manifest.folder))
-        self._fn = _CudaGraphs(runner) if cuda_graphs else runner
+        self._fn = CudaGraphReplay(runner) if cuda_graphs else runner
 
     @torch.inference_mode()
     def _run(self, x: np.ndarray) -> np.ndarray:
