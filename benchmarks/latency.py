@@ -17,6 +17,9 @@ benchmarks pipeline|engines|smoothing|transport``):
 3. Smoothing (``benchmarks.smoothing``): Numba against the NumPy reference, per frame.
 4. Transport (``benchmarks.transport``): ZeroMQ tcp and ipc one-way, 1 and 8 persons, subscriber
    in another process.
+5. 2D detector per backend (``benchmarks.detector``): MediaPipe against the BlazePose port under
+   ONNX Runtime and torch, whole per-frame pipeline and each network; the port on CUDA (FP32,
+   FP16, the landmark network batched for 8 people) when a GPU is present.
 
 Then the targets of the engines and pipeline issues are read off into one table. ``--smoke``
 runs a few frames and iterations of everything (for CI: checks the report is well formed, its
@@ -50,10 +53,13 @@ class LatencySettings:
     transport_warmup_s: float = 0.5
     persons: tuple[int, ...] = (1, 8)
     transports: tuple[str, ...] = ("tcp", "ipc")
+    detector_frames: int = 30  # frames of the detector clip (benchmarks.detector.DEFAULT_VIDEO), each timed
+    detector_repeat: int = 2  # times over
 
 
 SMOKE = LatencySettings(frames=40, windows=(27,), engine_iterations=20, smoothing_iterations=300,
-                        numpy_iterations=100, transport_seconds=0.25, transport_warmup_s=0.1)
+                        numpy_iterations=100, transport_seconds=0.25, transport_warmup_s=0.1,
+                        detector_frames=3, detector_repeat=1)
 
 INCLUDES = {
     "capture -> publish": "from the capture stamp (taken after the frame is grabbed and decoded) to the publisher's "
@@ -73,6 +79,8 @@ INCLUDES = {
     "lifter": "engine.infer on a fixed NumPy batch, host to host, after warm-up",
     "smoothing": "one OneEuroFilter call for one 17-joint person (input check, float64 step, float32 output)",
     "transport": "Publisher.send's publish stamp to the subscriber process's receipt, paced messages",
+    "2D detector": "per frame: the whole detector (MediaPipe Pose, or the port: letterbox, networks, decoding, "
+                   "tracking) on decoded frames in memory; per network: one call on a prepared input",
 }
 
 
@@ -91,6 +99,7 @@ def run(settings: LatencySettings, progress: bool = True) -> dict[str, Any]:
     """Run the four parts; the report dict (see :func:`markdown` for its reading)."""
     from tqdm import tqdm
 
+    from benchmarks import detector as detector_bench
     from benchmarks import engines as engines_bench
     from benchmarks import pipeline, smoothing, transport
 
@@ -99,7 +108,7 @@ def run(settings: LatencySettings, progress: bool = True) -> dict[str, Any]:
         raise FileNotFoundError(f"video {video} not found; pass --video")
     cases = [(t, p) for t in settings.transports for p in settings.persons]
     steps = ["pipeline, native rate", "pipeline, unpaced", "lifter engines", "smoothing"]
-    steps += [f"transport {t}, {p} person(s)" for t, p in cases]
+    steps += [f"transport {t}, {p} person(s)" for t, p in cases] + ["2D detector backends"]
     report: dict[str, Any] = {"benchmark": "latency", "machine": _machine(), "settings": asdict(settings),
                               "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "includes": INCLUDES}
     report["settings"]["video"] = str(video)
@@ -121,9 +130,12 @@ def run(settings: LatencySettings, progress: bool = True) -> dict[str, Any]:
             next(it)
             rows.append(transport.measure(t, p, settings.transport_rate_hz, settings.transport_seconds,
                                           settings.transport_warmup_s, Path(tmp)))
+    report["transport"] = rows
+    next(it)
+    report["detector"] = detector_bench.run(detector_bench.DEFAULT_VIDEO, settings.detector_frames,
+                                            settings.detector_repeat)
     for _ in it:
         pass
-    report["transport"] = rows
     report["machine"]["load_average_1_5_15_at_end"] = list(os.getloadavg())
     report["targets"] = targets(report)
     return report
@@ -171,6 +183,22 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                  "measured": f"worst {worst['transport']}/{worst['persons']}: {worst['p99_us']:.0f} µs; "
                              + ", ".join(f"{r['transport']}/{r['persons']} {r['p99_us']:.0f}" for r in report["transport"]),
                  "met": all(r["meets_target"] for r in report["transport"])})
+    if "detector" in report:
+        from benchmarks import detector as db
+
+        d = report["detector"]["summary"]
+        rows.append({"issue": 6, "target": f"BlazePose port under ONNX Runtime (CPU) within {db.TARGET_CPU_RATIO:g}x of "
+                                           "MediaPipe's per-frame time (p50)",
+                     "measured": f"{d['cpu_ratio_p50']:.2f}x", "met": d["cpu_target_met"]})
+        gpu_target = (f"GPU: detector + landmarks <= {db.TARGET_GPU_MS:g} ms per frame, one person; landmarks for 8 "
+                      f"people batched <= {db.TARGET_BATCH8_RATIO:g}x one")
+        if "gpu_detector_landmark_p50_ms" in d:
+            rows.append({"issue": 6, "target": gpu_target,
+                         "measured": f"{d['gpu_detector_landmark_p50_ms']:.3f} ms; batch 8 {d['gpu_batch8_ratio']:.2f}x",
+                         "met": bool(d["gpu_target_met"] and d["gpu_batch8_target_met"])})
+        else:
+            rows.append({"issue": 6, "target": gpu_target, "measured": "not measured: no CUDA GPU on this machine",
+                         "met": None})
     return rows
 
 
@@ -238,6 +266,10 @@ def markdown(report: dict[str, Any], note: str | None = None) -> str:
             "and `transformer243.toml` (one token every 3rd / 9th frame); latency does not depend on the weights."), ""]
     out += ["### Smoothing (One Euro, 17 joints, per frame)", "", sb.markdown(report["smoothing"]), ""]
     out += ["### Transport (ZeroMQ one-way, subscriber in another process)", "", tb.markdown(report["transport"]), ""]
+    if "detector" in report:
+        from benchmarks import detector as db
+
+        out += ["### 2D detector per backend", "", db.markdown(report["detector"]), ""]
     out += ["### What each number includes", ""] + [f"- **{k}**: {v}." for k, v in report["includes"].items()]
     return "\n".join(out)
 

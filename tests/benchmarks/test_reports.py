@@ -86,7 +86,11 @@ def test_latency_report_is_complete(latency_dir: Path) -> None:
     assert {(r["transport"], r["persons"]) for r in report["transport"]} == {("tcp", 1), ("tcp", 8), ("ipc", 1), ("ipc", 8)}
     assert all(0 < r["received"] <= r["sent"] for r in report["transport"])  # a busy subscriber may miss some
     issues = [t["issue"] for t in report["targets"]]
-    assert issues.count(4) == 3 and issues.count(5) == 4
+    assert issues.count(4) == 3 and issues.count(5) == 4 and issues.count(6) == 2
+    det = report["detector"]
+    assert set(det["pipeline_cpu"]) == {"mediapipe", "port onnxruntime", "port torch"}
+    assert all(0 < s["p50_ms"] <= s["p99_ms"] for s in det["pipeline_cpu"].values())
+    assert det["summary"]["cpu_ratio_p50"] > 0
     assert all(t["met"] in (True, False, None) and t["measured"] for t in report["targets"])
 
     md = (latency_dir / "report.md").read_text()
@@ -126,7 +130,7 @@ def test_docs_page_collects_the_targets(latency_dir: Path, accuracy_dir: Path, t
     proc = _bench("docs", "--latency", str(latency_dir), "--accuracy", str(accuracy_dir), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     text = out.read_text()
-    assert "## Latency targets (issues 4 and 5)" in text and "| issue | target | measured | verdict |" in text
+    assert "## Latency targets (issues 4, 5 and 6)" in text and "| issue | target | measured | verdict |" in text
     for image in ("latency_cdf.png", "stages.png", "accuracy_per_joint_30fps.png"):
         assert image in text
     _tables(text)
