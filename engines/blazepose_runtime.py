@@ -14,9 +14,6 @@ lists lifters only.
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +39,7 @@ from engines.blazepose import (
     load_network,
     tflite_path,
 )
+from engines.fileio import atomic_folder
 
 __all__ = ["RUNTIMES", "build_onnx", "load_runner"]
 
@@ -109,21 +107,13 @@ def build_onnx(network: str, outputs: tuple[str, ...] | None = None, *, force: b
         except EngineError:
             pass
     net = load_network(network, outputs)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as tmp:
         _export(net, network, tmp / "model.onnx")
         write_manifest(tmp, {"target": "onnx", "precision": "fp32", "max_batch": 64, "key": key,
                              "artifact": "model.onnx",
                              "model": {"network": network, "tflite": str(src), "sha256": file_sha256(src),
                                        "outputs": list(outputs), "input": [-1, INPUT_SIZE[network], INPUT_SIZE[network], 3]},
                              "device": device, "versions": versions})
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return read_manifest(folder)
 
 

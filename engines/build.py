@@ -15,8 +15,6 @@ Targets (see ``docs/engines.md``):
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +37,7 @@ from engines.artifacts import (
     write_manifest,
 )
 from engines.checkpoint import load_checkpoint, resolve_checkpoint
+from engines.fileio import atomic_folder
 from engines.skeleton import CANONICAL
 
 __all__ = ["PRECISIONS", "Log", "build", "choose_target", "example_input", "export_onnx"]
@@ -175,9 +174,7 @@ def build(checkpoint: str | os.PathLike = "default", target: str = "auto", preci
     if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and not (folder / "manifest.json").is_file())):
         raise EngineError(f"{folder} exists and is not an engine folder; choose an empty or new --out")
     frames = int(model.receptive_field)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as tmp:
         artifact = tmp / ARTIFACT_NAMES[target]
         log(f"building {target} ({precision}, batch 1..{max_batch}) from {ckpt.name}")
         if target == "onnx":
@@ -204,11 +201,5 @@ def build(checkpoint: str | os.PathLike = "default", target: str = "auto", preci
                       "joints": CANONICAL.num_joints, "channels": 3, "config": meta.get("config")},
             "device": device, "versions": versions,
         })
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log(f"built {folder}")
     return read_manifest(folder)

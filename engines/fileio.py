@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path"]
+__all__ = ["atomic_folder", "atomic_path"]
 
 
 @contextmanager
@@ -31,4 +32,22 @@ def atomic_path(out: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_folder(out: str | os.PathLike) -> Iterator[Path]:
+    """Yield a fresh temporary folder beside ``out``; on success it replaces ``out`` (whatever
+    was there goes); on any exception it is removed and ``out`` is left as it was. For outputs
+    of several files, such as an engine folder with its manifest."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
