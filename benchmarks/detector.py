@@ -47,16 +47,9 @@ def _stats(ms: np.ndarray) -> dict[str, float]:
 
 
 def _frames(video: Path, count: int) -> list[np.ndarray]:
-    import cv2
+    from realtime.sources import video_frames
 
-    cap = cv2.VideoCapture(str(video))
-    out = []
-    while len(out) < count:
-        ok, img = cap.read()
-        if not ok:
-            break
-        out.append(img)
-    cap.release()
+    out = list(video_frames(video, count=count))
     if not out:
         raise SystemExit(f"{video}: no frames could be read")
     return out

@@ -53,23 +53,13 @@ class ViewDetections:
 
 
 def _run_mediapipe(video: Path, frames: int | None, smooth: bool):
-    import cv2
-
     from realtime.detect2d import MediaPipeDetector
+    from realtime.sources import video_frames
 
     detector = MediaPipeDetector(world_landmarks=True, smooth_landmarks=smooth)
-    cap = cv2.VideoCapture(str(video))
-    if not cap.isOpened():
-        raise OSError(f"{video}: OpenCV could not open it as a video")
-    out = []
     try:
-        while frames is None or len(out) < frames:
-            ok, img = cap.read()
-            if not ok:
-                break
-            out.append(detector.detect(img))
+        out = [detector.detect(img) for img in video_frames(video, count=frames)]
     finally:
-        cap.release()
         detector.close()
     if not out:
         raise OSError(f"{video}: no frames could be read")

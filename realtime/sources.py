@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["IMAGE_SUFFIXES", "Frame", "FrameSource", "SourceError", "SourceSpec", "open_source"]
+__all__ = ["IMAGE_SUFFIXES", "Frame", "FrameSource", "SourceError", "SourceSpec", "open_source", "video_frames"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -192,3 +193,26 @@ class FrameSource:
 
 def open_source(spec: SourceSpec) -> FrameSource:
     return FrameSource(spec)
+
+
+def video_frames(path: str | Path, start: int = 0, count: int | None = None) -> Iterator[np.ndarray]:
+    """The BGR frames of a video file from frame ``start``, at most ``count`` (all if None), in
+    order and unpaced: for offline work (benchmarks, detection caches, tests). A file OpenCV
+    cannot open raises :class:`SourceError` at the first ``next``."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise SourceError(f"{path}: OpenCV could not open it as a video")
+    try:
+        if start:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, start)
+        n = 0
+        while count is None or n < count:
+            ok, img = cap.read()
+            if not ok:
+                return
+            n += 1
+            yield img
+    finally:
+        cap.release()

@@ -20,23 +20,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from realtime.sources import video_frames
+
 VIDEOS = ("cam03", "cam04")
 TARGET_MEDIAN_PX, TARGET_P95_PX = 0.5, 2.0
 
 
 def _read(path, start: int = 0, count: int = 100) -> list[np.ndarray]:
-    import cv2
-
-    cap = cv2.VideoCapture(str(path))
-    cap.set(cv2.CAP_PROP_POS_FRAMES, start)
-    out = []
-    while len(out) < count:
-        ok, img = cap.read()
-        if not ok:
-            break
-        out.append(img)
-    cap.release()
-    return out
+    return list(video_frames(path, start, count))
 
 
 def _mediapipe(frames: list[np.ndarray]) -> list[dict]:

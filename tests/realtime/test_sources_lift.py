@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from realtime.lift import Lifter, PersonBuffer
-from realtime.sources import SourceError, SourceSpec, open_source
+from realtime.sources import SourceError, SourceSpec, open_source, video_frames
 
 
 @pytest.fixture()
@@ -37,6 +37,17 @@ def test_video_is_replayed_at_its_native_rate_and_loops(cam04):
     src.release()
     assert all(f is not None for f in frames) and frames[-1].index == 129
     assert elapsed >= 129 / 60 * 0.95  # paced like a 60 fps camera, not decoded as fast as possible
+
+
+def test_video_frames_for_offline_work(cam04, tmp_path):
+    every = list(video_frames(cam04))
+    assert len(every) == 100 and every[0].shape == (1920, 1088, 3)
+    part = list(video_frames(cam04, start=40, count=5))
+    assert len(part) == 5 and all(np.array_equal(a, b) for a, b in zip(part, every[40:45]))
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    with pytest.raises(SourceError, match="could not open"):
+        next(video_frames(bad))
 
 
 def test_image_folder(cam04, tmp_path):
