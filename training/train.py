@@ -113,6 +113,19 @@ def _batches(sampler, tc, noise, rng: np.random.Generator, seed: list[int], pin:
     yield from loader
 
 
+def load_resume_state(out: Path, model: nn.Module, opt: torch.optim.Optimizer,
+                      device: torch.device) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Restore ``model`` and ``opt`` from ``out/state.pt`` (plain tensors, ``weights_only``);
+    return the state (epoch and whatever else the trainer saved) and ``out/history.json``."""
+    state_path = out / "state.pt"
+    if not state_path.is_file():
+        raise FileNotFoundError(2, "nothing to resume (no state.pt)", str(state_path))
+    state = torch.load(state_path, map_location=device, weights_only=True)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    return state, json.loads((out / "history.json").read_text())
+
+
 def _lr_at(step: int, progress: float, lr: float, lr_final: float, warmup: int = 200) -> float:
     """Linear warm-up over ``warmup`` steps, then cosine from ``lr`` to ``lr_final`` over ``progress`` in [0, 1]."""
     if step < warmup:
@@ -202,14 +215,8 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> dict[s
     history: list[dict[str, Any]] = []
     start_epoch, best = 0, float("inf")
     if resume:
-        state_path = out / "state.pt"
-        if not state_path.is_file():
-            raise FileNotFoundError(2, "nothing to resume (no state.pt)", str(state_path))
-        state = torch.load(state_path, map_location=device, weights_only=True)
-        core.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+        state, history = load_resume_state(out, core, opt, device)
         start_epoch, best = int(state["epoch"]), float(state["best"])
-        history = json.loads((out / "history.json").read_text())
         rng = np.random.default_rng([tc.seed, rank, start_epoch])
         torch.manual_seed(tc.seed + rank + 1000 * start_epoch)
 

@@ -92,6 +92,20 @@ def test_ordinal_learns_depth_order(tmp_path, cmu_archive_path, val_batch):
     assert after["ordinal"] > before["ordinal"] + 0.05, (before, after)
 
 
+def test_a_method_run_resumes_where_it_stopped(tmp_path, cmu_archive_path):
+    import json
+    from dataclasses import replace
+
+    from training.train import train
+
+    cfg = _cfg(tmp_path, cmu_archive_path, "adversarial", steps=3, epochs=1)
+    train(cfg, progress=False)
+    first = json.loads((cfg.train.out / "history.json").read_text())
+    train(replace(cfg, train=replace(cfg.train, epochs=2)), resume=True, progress=False)
+    hist = json.loads((cfg.train.out / "history.json").read_text())
+    assert [h["epoch"] for h in hist] == [1, 2] and hist[0] == first[0]  # continued, not restarted
+
+
 def test_multiview_geometry_is_exact_for_the_truth(cmu_archive_path):
     """Predicting the true pose gives zero reprojection and zero disagreement; a wrong scale does not."""
     from training.methods.multiview import MultiViewMethod, multiview_terms

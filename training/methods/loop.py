@@ -55,7 +55,13 @@ def run_method_loop(cfg: RunConfig, make_method, resume: bool = False, progress:
 
     from tqdm import tqdm
 
-    from training.train import _lr_at, _plot, _training_meta, _validate
+    from training.train import (
+        _lr_at,
+        _plot,
+        _training_meta,
+        _validate,
+        load_resume_state,
+    )
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError(f"method {cfg.train.method!r} trains in one process; run it without torchrun")
@@ -78,15 +84,9 @@ def run_method_loop(cfg: RunConfig, make_method, resume: bool = False, progress:
     history: list[dict[str, Any]] = []
     start_epoch = 0
     if resume:
-        state_path = out / "state.pt"
-        if not state_path.is_file():
-            raise FileNotFoundError(2, "nothing to resume (no state.pt)", str(state_path))
-        state = torch.load(state_path, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+        state, history = load_resume_state(out, model, opt, device)
         method.load_state_dict(state.get("method", {}))
         start_epoch = int(state["epoch"])
-        history = json.loads((out / "history.json").read_text())
         rng = np.random.default_rng([tc.seed, 0, start_epoch])
     vrng = np.random.default_rng(12345)
     val_sampler = make_sampler(archive, window, split.val_frames)
