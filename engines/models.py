@@ -18,6 +18,14 @@ axes: x right, y down, z forward), metres. Row 0 (pelvis) is the estimated absol
 position (the root trajectory); the other rows are absolute as well (pelvis + root-relative
 offsets), so ``out - out[:, :1]`` is the root-relative pose.
 
+Body size: a body k times larger standing k times farther away projects to exactly the same 2D,
+so a person's size is not observable from one camera. A model whose config sets ``body_size_m``
+(the sum of the 16 bone lengths, :func:`bone_sum`) scales every output skeleton about the camera
+centre to that size, a typical adult of its training data, instead of trusting its own guess
+(which the 2D size biases: nearer people come out larger). Scaling about the camera centre keeps
+the projection, so the pelvis depth moves with it. A user who knows the person's height
+multiplies the whole output by ``height / reference height`` (:func:`height_scale`).
+
 Focal-length assumption for the root: screen coordinates carry no intrinsics, so depth is
 estimated as if the camera had :data:`ASSUMED_FOV_DEG` of field of view across the *longer* image
 side, a typical webcam or phone. With a real field of view F the root's depth scales by about
@@ -47,6 +55,9 @@ __all__ = [
     "CausalTransformerLifter",
     "ResidualMLPLifter",
     "build_model",
+    "bone_sum",
+    "height_scale",
+    "check_height",
     "config_from_dict",
     "set_dropout",
     "sanitize_keypoints",
@@ -60,6 +71,49 @@ ASSUMED_FOCAL = 1.0 / math.tan(math.radians(ASSUMED_FOV_DEG) / 2.0)
 REFERENCE_BODY_RMS_M = 0.45
 """Typical RMS distance of the 17 joints from their centroid for an adult, metres; the depth prior
 ``z0 = ASSUMED_FOCAL * REFERENCE_BODY_RMS_M / rms_2d`` that the network refines."""
+
+
+def _check_body_size(config) -> None:
+    if not (config.body_size_m == 0 or 1.0 <= config.body_size_m <= 10.0):
+        raise ValueError(f"body_size_m must be 0 (off) or an adult-like bone-length sum in metres (1-10), "
+                         f"got {config.body_size_m}")
+    if config.body_size_m and config.joints != CANONICAL.num_joints:
+        raise ValueError("body_size_m needs the canonical joint set (its bones define the size)")
+
+
+def bone_sum(points):
+    """Sum of the canonical skeleton's 16 bone lengths, metres: (..., 17, 3) -> (...).
+    Works on NumPy arrays and torch tensors alike (the models use it inside ``forward``)."""
+    parents = [p for p in CANONICAL.parents if p >= 0]
+    children = [j for j, p in enumerate(CANONICAL.parents) if p >= 0]
+    if isinstance(points, torch.Tensor):
+        return (points[..., children, :] - points[..., parents, :]).norm(dim=-1).sum(dim=-1)
+    points = np.asarray(points)
+    return np.linalg.norm(points[..., children, :] - points[..., parents, :], axis=-1).sum(axis=-1)
+
+
+STATURE_PER_BONE_SUM = 0.42
+"""Standing height (crown to sole) per metre of :func:`bone_sum`; see :func:`height_scale`."""
+
+
+def check_height(height_m: float) -> None:
+    """``ValueError`` (one sentence) unless ``height_m`` is a person's height in metres."""
+    if not 0.5 <= height_m <= 2.6:
+        raise ValueError(f"a person's height must be given in metres (0.5-2.6), got {height_m:g}")
+
+
+def height_scale(height_m: float, body_size_m: float) -> float:
+    """The factor that takes a model's output (scaled to ``body_size_m``) to a person of
+    ``height_m`` metres: multiply every output joint, pelvis included, by it.
+
+    The reference height is ``STATURE_PER_BONE_SUM * body_size_m`` (1.66 m for the default model):
+    the canonical skeleton stops at the ankles and the head joint, so the ratio was measured on
+    upright frames of the CMU training subjects: the head joint's height above the lower ankle plus
+    8 cm of ankle height, over the bone sum, is 0.414-0.420 (90th percentile per subject group)."""
+    check_height(height_m)
+    if body_size_m <= 0:
+        raise ValueError("this model predicts the body size itself (body_size_m = 0); a height needs a size prior")
+    return float(height_m / (STATURE_PER_BONE_SUM * body_size_m))
 
 
 @dataclass(frozen=True)
@@ -78,8 +132,10 @@ class TransformerConfig:
     frame_blocks: int = 1  # residual blocks in that per-frame MLP
     head_hidden: int = 0  # > 0: the output head is an MLP of this width (else one linear layer)
     joints: int = CANONICAL.num_joints
+    body_size_m: float = 0.0  # > 0: outputs scaled to this bone-length sum (module docstring); 0: the network's own size
 
     def __post_init__(self) -> None:
+        _check_body_size(self)
         if self.frame_hidden < 0 or self.head_hidden < 0 or self.frame_blocks < 0:
             raise ValueError("frame_hidden, frame_blocks and head_hidden must be >= 0")
         if self.receptive_field < 1 or self.token_stride < 1:
@@ -104,8 +160,10 @@ class MLPConfig:
     aux_after: int = 0  # 0: no intermediate supervision
     joints: int = CANONICAL.num_joints
     receptive_field: int = 1
+    body_size_m: float = 0.0  # as TransformerConfig.body_size_m
 
     def __post_init__(self) -> None:
+        _check_body_size(self)
         if self.receptive_field != 1:
             raise ValueError("the residual MLP is single-frame: receptive_field must be 1")
         if not 0 <= self.aux_after < self.blocks:
@@ -157,9 +215,10 @@ class PoseInput(nn.Module):
 class _RootDecoder(nn.Module):
     """Turns network outputs into camera-frame joints (see module docstring)."""
 
-    def __init__(self, joints: int) -> None:
+    def __init__(self, joints: int, body_size_m: float = 0.0) -> None:
         super().__init__()
         self.joints = joints
+        self.body_size_m = float(body_size_m)
 
     def forward(self, raw: torch.Tensor, centre: torch.Tensor, rms: torch.Tensor) -> torch.Tensor:
         rel = raw[:, : 3 * self.joints].view(-1, self.joints, 3)
@@ -168,7 +227,10 @@ class _RootDecoder(nn.Module):
         z = ASSUMED_FOCAL * REFERENCE_BODY_RMS_M / rms * torch.exp(log_dz)
         xy = (centre + offset * rms.unsqueeze(-1)) * (z / ASSUMED_FOCAL).unsqueeze(-1)
         root = torch.cat([xy, z.unsqueeze(-1)], dim=-1)
-        return rel + root.unsqueeze(1)
+        out = rel + root.unsqueeze(1)
+        if self.body_size_m > 0:  # about the camera centre: the 2D projection stays as it was
+            out = out * (self.body_size_m / bone_sum(rel).clamp_min(1e-3))[:, None, None]
+        return out
 
 
 class _PreNormResidual(nn.Module):
@@ -229,7 +291,7 @@ class CausalTransformerLifter(nn.Module):
                                    nn.Linear(config.head_hidden, out)))
         mask = torch.triu(torch.full((config.tokens, config.tokens), float("-inf")), diagonal=1)
         self.register_buffer("mask", mask, persistent=False)
-        self.decode = _RootDecoder(config.joints)
+        self.decode = _RootDecoder(config.joints, config.body_size_m)
 
     def token_frames(self) -> list[int]:
         """Window frame indices that become tokens (every ``token_stride``-th, ending at the last)."""
@@ -317,7 +379,7 @@ class ResidualMLPLifter(nn.Module):
         out = 3 * config.joints + 3
         self.head = nn.Linear(config.hidden, out)
         self.aux_head = nn.Linear(config.hidden, out) if config.aux_after else None
-        self.decode = _RootDecoder(config.joints)
+        self.decode = _RootDecoder(config.joints, config.body_size_m)
 
     def forward(self, x: torch.Tensor, aux: bool = False):
         _check_input(x, 1, self.config.joints)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,12 @@ class Engine:
         self.device = device
         self.precision = precision
         self.source = source
+        self.model_config: dict[str, Any] = {}  # the checkpoint's engines.models config, as a dict
+
+    @property
+    def body_size_m(self) -> float:
+        """The bone-length sum every output is scaled to (``engines.models``); 0: the model's own size."""
+        return float(self.model_config.get("body_size_m", 0.0) or 0.0)
 
     def input_spec(self) -> dict[str, Any]:
         """What ``infer`` takes and returns (names, shapes, dtype, meaning)."""
@@ -154,6 +161,7 @@ class TorchEngine(Engine):
             raise EngineError("backend torch-compile needs a CUDA GPU (it replays CUDA graphs); use torch or onnxruntime")
         super().__init__(model.receptive_field, None, device, source=str(resolve_checkpoint(checkpoint)))
         self.backend = "torch-compile" if compile else "torch"
+        self.model_config = asdict(model.config)
         self.model = model.eval().to(device)
         self._fn = torch.compile(self.model, mode="reduce-overhead", dynamic=False) if compile else self.model
 
@@ -236,12 +244,15 @@ class TorchTensorRTEngine(Engine):
 
 def _from_manifest(manifest: Manifest, device: str | None) -> Engine:
     if manifest.target == "onnx":
-        return OnnxRuntimeEngine(manifest, device)
-    if manifest.target == "aoti":
-        return AOTIEngine(manifest)
-    if manifest.target == "tensorrt":
-        return TensorRTEngine(manifest)
-    return TorchTensorRTEngine(manifest)
+        engine: Engine = OnnxRuntimeEngine(manifest, device)
+    elif manifest.target == "aoti":
+        engine = AOTIEngine(manifest)
+    elif manifest.target == "tensorrt":
+        engine = TensorRTEngine(manifest)
+    else:
+        engine = TorchTensorRTEngine(manifest)
+    engine.model_config = dict(manifest.doc.get("model", {}).get("config") or {})
+    return engine
 
 
 def _is_engine_path(source: str | os.PathLike) -> bool:

@@ -68,12 +68,21 @@ def _stream(args: argparse.Namespace, spec) -> int:
         make_detector(args.detector, args.device)  # raises: mediapipe is CPU only
     if args.backend not in engines.BACKENDS:
         raise ValueError(f"unknown backend {args.backend!r}; choose one of {', '.join(engines.BACKENDS)}")
+    if args.height is not None:
+        from engines.models import check_height
+
+        check_height(args.height)
     rig_outputs = _rig_outputs(args)  # --vmc / --record checked before anything heavy opens
     source = open_source(spec)
     publisher = detector = viewer = vmc = None
     try:
         publisher = Publisher(args.bind, source=source.info())
         engine = engines.load(args.checkpoint, backend=args.backend)
+        scale = 1.0
+        if args.height is not None:
+            from engines.models import height_scale
+
+            scale = height_scale(args.height, engine.body_size_m)
         detector = make_detector(args.detector, args.device)
         smoother = None
         if not args.no_smoothing:
@@ -99,7 +108,7 @@ def _stream(args: argparse.Namespace, spec) -> int:
             vmc = VmcSender(*rig_outputs["vmc"])
             print(f"sending VMC to {vmc.address[0]}:{vmc.address[1]}" + (" (another machine)" if vmc.remote else ""),
                   file=sys.stderr)
-        pipeline = Pipeline(config, source, detector, Lifter(engine), publisher, smoother, rig=rig, vmc=vmc)
+        pipeline = Pipeline(config, source, detector, Lifter(engine, scale), publisher, smoother, rig=rig, vmc=vmc)
         stop = threading.Event()
         previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
         try:
@@ -206,6 +215,9 @@ def _stream_options(p: argparse.ArgumentParser) -> None:
                    help="add bone rotations to every message (protocol v2; v1-only clients skip such messages)")
     p.add_argument("--vmc", default=None, metavar="HOST:PORT",
                    help="also send the rig over the VMC protocol (OSC/UDP), e.g. 127.0.0.1:39539")
+    p.add_argument("--height", type=float, default=None, metavar="METRES",
+                   help="the person's standing height: metric-true bones and distance (default: a typical adult, "
+                   "1.66 m for the shipped model; one camera cannot tell size from distance)")
     p.add_argument("--no-view", action="store_true", help="do not open the Open3D viewer")
     p.add_argument("--no-smoothing", action="store_true", help="publish the lifter's output unfiltered")
     p.add_argument("--min-cutoff", type=float, default=None, help="One Euro min cutoff, Hz (default: see docs)")

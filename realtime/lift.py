@@ -5,6 +5,9 @@ frames of (u, v, confidence). Start-up: the first frame fills the whole buffer (
 contract: before T frames exist, repeat the first), so a person gets a 3D pose from their first
 frame on. A person who disappears loses their buffer; if they come back they start fresh. All
 persons of a frame are lifted in one batched ``engine.infer`` call.
+
+``scale`` multiplies every output joint (pelvis included, so the skeleton grows about the camera
+and keeps its 2D projection): ``engines.models.height_scale`` turns a user's ``--height`` into it.
 """
 
 from __future__ import annotations
@@ -40,8 +43,9 @@ class PersonBuffer:
 class Lifter:
     """2D detections -> (P, 17, 3) camera-frame joints through an ``engines`` engine."""
 
-    def __init__(self, engine) -> None:
+    def __init__(self, engine, scale: float = 1.0) -> None:
         self.engine = engine
+        self.scale = float(scale)
         self.frames = int(engine.receptive_field)
         self.buffers: dict[int, PersonBuffer] = {}
 
@@ -58,7 +62,10 @@ class Lifter:
                 buf = self.buffers[pid] = PersonBuffer(self.frames)
             buf.push(kp)
             windows.append(buf.window())
-        return self.engine.infer(np.stack(windows)).astype(np.float32)
+        out = self.engine.infer(np.stack(windows)).astype(np.float32)
+        if self.scale != 1.0:
+            out *= np.float32(self.scale)
+        return out
 
     def reset(self) -> None:
         self.buffers.clear()

@@ -71,12 +71,44 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ValueError("--body-scale must be > 0 and --cameras >= 1")
     settings = EvalSettings(noise=args.noise, jitter=args.jitter, outliers=args.outliers,
                             body_scale=args.body_scale, cameras=args.cameras, seed=args.seed,
-                            groups=tuple(args.groups) if args.groups else None, missing=tuple(args.missing))
+                            groups=tuple(args.groups) if args.groups else None, missing=tuple(args.missing),
+                            known_size=args.known_size)
     result = evaluate(args.checkpoint, args.data, settings, progress=not args.quiet)
     print(format_table(result))
     if args.json_out:
         write_json(result, args.json_out)
         print(f"wrote {args.json_out}")
+    return 0
+
+
+def _calibrate_size(args: argparse.Namespace) -> int:
+    from dataclasses import asdict, replace
+
+    from engines.checkpoint import read_metadata, resolve_checkpoint, update_metadata
+    from engines.models import STATURE_PER_BONE_SUM, config_from_dict
+
+    path = resolve_checkpoint(args.checkpoint)
+    meta = read_metadata(path)
+    if args.size is not None:
+        size, source = args.size, "given on the command line"
+    else:
+        if not args.data:
+            raise ValueError("give --data (to measure the training subjects) or --size")
+        from training.data import median_body_size, open_motion, split_by_groups
+
+        groups = tuple(meta.get("training", {}).get("validation_groups", ()))
+        archive = open_motion(args.data, progress=not args.quiet)
+        split = split_by_groups(archive, groups)
+        size = median_body_size(archive, split.train_frames)
+        source = f"median over the training subjects of {args.data}"
+    config = replace(config_from_dict(meta["config"]), body_size_m=round(float(size), 4))  # checks the range
+    update_metadata(path, {"config": asdict(config), "body_size": {"body_size_m": config.body_size_m, "source": source}})
+    if config.body_size_m:
+        print(f"{path}: outputs now scaled to a bone-length sum of {config.body_size_m:.3f} m ({source}), "
+              f"a standing height of about {STATURE_PER_BONE_SUM * config.body_size_m:.2f} m; "
+              "re-run `training evaluate` to refresh its metrics")
+    else:
+        print(f"{path}: outputs keep the network's own size estimate")
     return 0
 
 
@@ -211,10 +243,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--groups", nargs="+", default=None, help="clip groups to evaluate (default: the checkpoint's validation subjects)")
     p.add_argument("--missing", nargs="+", default=(), metavar="JOINT",
                    help="hide these canonical joints from the model in every frame (e.g. left_knee left_ankle)")
+    p.add_argument("--known-size", action="store_true",
+                   help="scale outputs to each subject's true size, as `realtime run --height` does for a user "
+                   "(models with a body size prior only; see `training calibrate-size`)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", dest="json_out", default=None, help="write results as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_evaluate)
+    p = sub.add_parser(
+        "calibrate-size",
+        help="give a checkpoint's outputs a fixed body size (a typical adult of its training data)",
+        description="One camera cannot tell a large person far away from a small one near by. This sets the "
+        "checkpoint's body_size_m so every output skeleton is scaled (about the camera, keeping its 2D "
+        "projection) to the median bone-length sum of the training subjects, or to --size; --size 0 undoes it. "
+        "Rewrites the checkpoint in place.",
+    )
+    p.add_argument("--checkpoint", required=True, help="checkpoint path (.safetensors)")
+    p.add_argument("--data", default=None, help="the motion data it was trained on (archive or BVH folder)")
+    p.add_argument("--size", type=float, default=None, help="bone-length sum in metres instead of measuring (0 = off)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(handler=_calibrate_size)
     p = sub.add_parser(
         "adapt",
         help="fine-tune a lifter on your own multi-view clip, without labels",

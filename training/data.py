@@ -68,6 +68,16 @@ def split_by_groups(archive: MotionArchive, validation_groups: tuple[str, ...]) 
     )
 
 
+def median_body_size(archive: MotionArchive, frames: np.ndarray) -> float:
+    """The median bone-length sum (``engines.models.bone_sum``) over ``frames``, metres: the size
+    a model with ``body_size_m`` gives everyone (a typical adult of its training data)."""
+    from engines.models import bone_sum
+
+    if len(frames) == 0:
+        raise ValueError("no frames to measure the body size on")
+    return float(np.median(bone_sum(archive.joints3d[frames].astype(np.float64))))
+
+
 def group_weights(archive: MotionArchive, frames: np.ndarray, balance: float) -> np.ndarray:
     """Per-frame sampling weights (group frame count)^-balance: 0 = uniform over frames,
     1 = every group equally often. The CMU salsa takes are a third of the data; 0.5 keeps

@@ -14,6 +14,9 @@ starting from the clip's first frame as the real-time pipeline does. Errors:
   hidden joints and of the rest;
 * ``ordinal_accuracy``: the fraction of joint pairs whose camera-frame depth order (nearer,
   farther, or level within 5 cm) the model gets right (``metrics.ordinal_depth_agreement``);
+* with ``known_size``, each output is scaled to the clip's true size (median bone-length sum) the
+  way ``realtime run --height`` scales it to a user's stated height; needs a model with
+  ``body_size_m`` (``training calibrate-size``);
 * ``root_error_mm``: distance of the estimated pelvis from the true one in the camera frame, with
   the depth rescaled from the model's assumed field of view to the camera's real one (a user who
   knows their camera can do the same; see ``engines.models``).
@@ -36,6 +39,7 @@ import torch
 
 from engines.camera import VirtualCameraRanges
 from engines.checkpoint import load_checkpoint, resolve_checkpoint
+from engines.models import bone_sum
 from engines.skeleton import CANONICAL
 from training import metrics
 from training.data import open_motion, split_by_groups
@@ -56,6 +60,7 @@ class EvalSettings:
     seed: int = 0
     groups: tuple[str, ...] | None = None  # default: the checkpoint's validation groups
     missing: tuple[str, ...] = ()  # joints hidden from the model in every frame (e.g. legs out of frame)
+    known_size: bool = False  # scale outputs to each clip's true body size, as `realtime run --height` does
 
 
 def noise_for(settings: EvalSettings) -> NoiseModel:
@@ -100,6 +105,10 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, settings: E
     from tqdm import tqdm
 
     model, meta = load_checkpoint(checkpoint)
+    body_size = float(getattr(model.config, "body_size_m", 0.0))
+    if settings.known_size and not body_size:
+        raise ValueError(f"{checkpoint}: known_size needs a model with a body size prior "
+                         "(`training calibrate-size`); this one predicts the size itself")
     archive = open_motion(data, progress=progress)
     groups = settings.groups or tuple(meta.get("training", {}).get("validation_groups", ()))
     if not groups:
@@ -123,6 +132,8 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, settings: E
             pred = _run_clip(model, inputs)
             truth = batch.true_targets[0].astype(np.float64)
             pred = pred.astype(np.float64)
+            if settings.known_size:  # the person's height is known: rescale about the camera
+                pred *= float(np.median(bone_sum(truth))) / body_size
             pred[:, :, 2] += (1.0 / assumed_depth_scale(cams)[0] - 1.0) * pred[:, :1, 2]
             rel_p, rel_t = pred - pred[:, :1], truth - truth[:, :1]
             vals = {

@@ -125,3 +125,53 @@ def test_sanitize_keypoints_turns_detector_nans_into_missing_joints():
     assert out[0, 3, 2] == 0 and out[1, 4, 2] == 0 and out[1, 5, 2] == 1.0 and out[0, 2, 2] == 1.0
     with pytest.raises(ValueError, match=r"got \(2, 33, 3\)"):
         sanitize_keypoints(np.zeros((2, 33, 3)))
+
+
+def _project(points: torch.Tensor) -> torch.Tensor:
+    return points[..., :2] / points[..., 2:3]
+
+
+@pytest.mark.parametrize("config", [TransformerConfig(d_model=32, layers=2, heads=2), MLPConfig(hidden=64)], ids=["tf", "mlp"])
+def test_body_size_prior_fixes_the_bone_sum_and_keeps_the_projection(config):
+    """A size prior rescales the whole skeleton about the camera: every person gets the prior's
+    bone-length sum, and the 2D the skeleton projects to (what the detector saw) is unchanged."""
+    from dataclasses import replace
+
+    from engines.models import bone_sum
+
+    torch.manual_seed(0)
+    free = build_model(config).eval()
+    sized = build_model(replace(config, body_size_m=3.95)).eval()
+    sized.load_state_dict(free.state_dict())  # same weights: the prior adds no parameters
+    x = _inputs(6, free.receptive_field)
+    a, b = free(x), sized(x)
+    assert not torch.allclose(bone_sum(a), torch.full((6,), 3.95), atol=0.05)  # the free model's own guess
+    assert torch.allclose(bone_sum(b), torch.full((6,), 3.95), atol=1e-4)
+    assert torch.allclose(_project(a), _project(b), atol=1e-5)
+    assert torch.allclose(a[:, 0] / a[:, 0].norm(dim=-1, keepdim=True), b[:, 0] / b[:, 0].norm(dim=-1, keepdim=True), atol=1e-5)
+
+
+def test_body_size_prior_is_checked_and_numpy_bone_sum_agrees():
+    from engines.models import bone_sum, check_height, height_scale
+
+    with pytest.raises(ValueError, match="body_size_m"):
+        TransformerConfig(body_size_m=0.4)  # a bone sum of 40 cm is not an adult
+    pts = np.random.default_rng(0).normal(size=(4, 17, 3))
+    assert np.allclose(bone_sum(pts), bone_sum(torch.from_numpy(pts)).numpy())
+    assert height_scale(0.42 * 3.95, 3.95) == pytest.approx(1.0)
+    assert height_scale(1.9, 3.95) == pytest.approx(1.9 / (0.42 * 3.95))
+    with pytest.raises(ValueError, match="metres"):
+        check_height(175)  # centimetres by mistake
+    with pytest.raises(ValueError, match="predicts the body size itself"):
+        height_scale(1.8, 0.0)
+
+
+def test_old_configs_without_a_size_prior_still_load():
+    doc = {k: v for k, v in asdict_config(TransformerConfig()).items() if k != "body_size_m"}
+    assert config_from_dict(doc).body_size_m == 0.0
+
+
+def asdict_config(config):
+    from dataclasses import asdict
+
+    return asdict(config)

@@ -66,6 +66,8 @@ def test_load_checkpoint_backends_agree_and_auto_is_onnxruntime_on_cpu(cache):
     auto = engines.load("default")
     assert eager.backend == "torch" and auto.backend == "onnxruntime"
     np.testing.assert_allclose(auto.infer(x), eager.infer(x), atol=1e-4)
+    # the shipped model's body-size prior travels into built engines (realtime's --height needs it)
+    assert auto.body_size_m == eager.body_size_m > 3.0
 
 
 def test_missing_tensorrt_falls_back_with_one_log_line(cache, small_ckpt, caplog):

@@ -144,6 +144,7 @@ def test_no_person_frames_say_so(tmp_path):
     (["--camera", "9"], "could not open camera 9"),
     (["--video", "CAM04", "--detector", "openpose"], "unknown detector 'openpose'"),
     (["--video", "CAM04", "--backend", "coreml"], "unknown backend 'coreml'"),
+    (["--video", "CAM04", "--height", "180"], "height must be given in metres"),
 ])
 def test_bad_input_is_one_sentence(args, expect, cam04):
     args = [cam04 if a == "CAM04" else a for a in args]

@@ -125,6 +125,23 @@ def test_lifter_with_the_shipped_model_gives_camera_frame_joints():
     assert out.shape == (1, 17, 3) and np.isfinite(out).all() and out[0, 0, 2] > 0.5  # in front of the camera
 
 
+def test_a_stated_height_scales_the_skeleton_about_the_camera():
+    """`realtime run --height 1.9`: a taller person than the model's typical adult gets longer
+    bones and stands farther away, projecting to the same 2D."""
+    import engines
+    from engines.models import bone_sum, height_scale
+
+    engine = engines.load("default", backend="torch", device="cpu")
+    kp = np.zeros((1, 17, 3), np.float32)
+    kp[0, :, :2] = np.random.default_rng(1).uniform(-0.2, 0.2, (17, 2))
+    kp[0, :, 2] = 0.9
+    typical = Lifter(engine)(kp, np.array([1]))
+    tall = Lifter(engine, height_scale(1.9, engine.body_size_m))(kp, np.array([1]))
+    assert bone_sum(typical)[0] == pytest.approx(engine.body_size_m, rel=1e-4)
+    assert bone_sum(tall)[0] == pytest.approx(1.9 / 0.42, rel=1e-3)
+    np.testing.assert_allclose(tall[..., :2] / tall[..., 2:], typical[..., :2] / typical[..., 2:], atol=1e-5)
+
+
 class _DyingCamera:
     """Stands in for cv2.VideoCapture of a webcam (no camera exists on this machine): delivers
     ``frames`` frames, then fails every read, as an unplugged USB camera does."""

@@ -57,3 +57,42 @@ def test_cli_writes_json_and_refuses_bad_input(tmp_path, cmu_archive_path):
     res = subprocess.run([sys.executable, "-m", "training.cli", "evaluate", "--checkpoint", str(bad), "--data",
                           str(cmu_archive_path)], capture_output=True, text=True)
     assert res.returncode == 2 and "bad.npz" in res.stderr
+
+
+def test_a_known_body_size_removes_the_size_ambiguity(cmu_archive_path):
+    """People 10% larger than the training subjects: one camera cannot see it (the shipped model
+    predicts a typical adult), but telling the model the person's size, as `realtime run
+    --height` does, brings the error back to about the unscaled figure."""
+    big = EvalSettings(body_scale=1.1, **FAST)
+    guessed = evaluate("default", cmu_archive_path, big, progress=False)["overall"]
+    told = evaluate("default", cmu_archive_path, EvalSettings(body_scale=1.1, known_size=True, **FAST),
+                    progress=False)["overall"]
+    assert told["mpjpe_mm"] < 0.85 * guessed["mpjpe_mm"]
+    assert told["root_error_mm"] < 0.7 * guessed["root_error_mm"]
+    assert told["p_mpjpe_mm"] == pytest.approx(guessed["p_mpjpe_mm"], rel=1e-6)  # scale-free metric: unchanged
+
+
+def test_calibrate_size_writes_the_training_median_and_refuses_nonsense(tmp_path, cmu_archive_path):
+    import torch
+
+    from engines.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+    from engines.models import MLPConfig, bone_sum, build_model
+
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "m.safetensors", build_model(MLPConfig(hidden=32)).eval(),
+                           {"training": {"validation_groups": ["09"]}})
+    cli = [sys.executable, "-m", "training.cli", "calibrate-size", "--checkpoint", str(ckpt)]
+    res = subprocess.run(cli + ["--data", str(cmu_archive_path), "--quiet"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    size = read_metadata(ckpt)["config"]["body_size_m"]
+    assert 3.5 < size < 4.5  # CMU adults: about 3.95 m of bones
+    model, _ = load_checkpoint(ckpt)
+    x = torch.rand(3, 1, 17, 3)
+    x[..., 2] = 1.0
+    assert torch.allclose(bone_sum(model(x)), torch.full((3,), size), atol=1e-3)
+    before = ckpt.read_bytes()
+    res = subprocess.run(cli + ["--size", "0.3"], capture_output=True, text=True)
+    assert res.returncode == 2 and "body_size_m" in res.stderr and "Traceback" not in res.stderr
+    assert ckpt.read_bytes() == before
+    res = subprocess.run(cli + ["--size", "0"], capture_output=True, text=True)
+    assert res.returncode == 0 and read_metadata(ckpt)["config"]["body_size_m"] == 0.0
