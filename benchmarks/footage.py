@@ -131,27 +131,11 @@ def reference(views: dict[str, ViewDetections], cameras, max_error_px: float = M
     worse than ``max_error_px`` in one of its views is left out of the reference (NaN), so it is
     not scored.
     """
-    from engines.triangulation import reprojection_error, triangulate
+    from engines.triangulation import reprojection_error, triangulate_robust
 
     px = np.stack([v.pixels for v in views.values()])  # (V, F, 17, 2)
     conf = np.stack([v.keypoints[..., 2] for v in views.values()]).astype(np.float64)
-    V = len(views)
-    subsets = [list(range(V))] + [[k for k in range(V) if k != v] for v in range(V)]
-    cands, worst = [], []
-    for sub in subsets:
-        X = triangulate(px[sub], [cameras[k] for k in sub], confidence=conf[sub])
-        e = reprojection_error(X, px[sub], [cameras[k] for k in sub])
-        cands.append(X)
-        worst.append(np.where(np.isfinite(e).any(0), np.nanmax(np.where(np.isfinite(e), e, -1.0), axis=0), np.inf))
-    worst_arr = np.stack(worst)  # (S, F, 17)
-    worst_arr[~np.isfinite(np.stack(cands)).all(-1)] = np.inf
-    # prefer every view unless dropping one clearly helps
-    worst_arr[0] = np.where(worst_arr[0] <= max_error_px, -1.0, worst_arr[0])
-    pick = worst_arr.argmin(axis=0)  # (F, 17)
-    X = np.take_along_axis(np.stack(cands), pick[None, ..., None], axis=0)[0]
-    chosen = np.take_along_axis(worst_arr, pick[None], axis=0)[0]
-    chosen = np.where(pick == 0, np.take_along_axis(np.stack(worst), pick[None], axis=0)[0], chosen)
-    X[chosen > max_error_px] = np.nan
+    X, pick, _ = triangulate_robust(px, cameras, conf, max_error_px)
     err = reprojection_error(X, px, cameras)  # every view, for the record
     kept = np.isfinite(X).all(-1)
     stats = {"max_reprojection_px": max_error_px, "joints_kept_fraction": float(kept.mean()),

@@ -32,7 +32,7 @@ import numpy as np
 
 from engines.camera import Camera
 
-__all__ = ["triangulate", "reprojection_error"]
+__all__ = ["triangulate", "triangulate_robust", "reprojection_error"]
 
 
 def _check_views(points2d: np.ndarray, cameras: Sequence[Camera]) -> np.ndarray:
@@ -108,3 +108,40 @@ def reprojection_error(
         )
     proj = np.stack([cam.project(X) for cam in cameras])
     return np.linalg.norm(proj - p, axis=-1)
+
+
+def triangulate_robust(
+    points2d: np.ndarray,
+    cameras: Sequence[Camera],
+    confidence: np.ndarray | None = None,
+    max_error_px: float = 30.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Like :func:`triangulate`, but one view that disagrees (a left/right swap, an outlier, a
+    limb hidden behind the body) is left out: each point is triangulated from all views and from
+    every set of all views but one, and the set whose worst reprojection error is lowest wins
+    (all views whenever they stay within ``max_error_px``). Points whose chosen set still
+    reprojects worse than ``max_error_px`` in one of its views come back NaN.
+
+    Returns ``(points (..., 3), chosen set (...): 0 = all views, k + 1 = all but view k,
+    worst reprojection of the chosen set (...) in pixels)``.
+    """
+    p = _check_views(points2d, cameras)
+    V = p.shape[0]
+    conf = np.ones(p.shape[:-1]) if confidence is None else np.asarray(confidence, dtype=np.float64)
+    subsets = [list(range(V))] + ([[k for k in range(V) if k != v] for v in range(V)] if V > 2 else [])
+    cands, worst = [], []
+    for sub in subsets:
+        X = triangulate(p[sub], [cameras[k] for k in sub], confidence=conf[sub])
+        e = reprojection_error(X, p[sub], [cameras[k] for k in sub])
+        cands.append(X)
+        with np.errstate(invalid="ignore"):
+            worst.append(np.where(np.isfinite(e).any(0), np.nanmax(np.where(np.isfinite(e), e, -1.0), axis=0), np.inf))
+    cand_arr, worst_arr = np.stack(cands), np.stack(worst)  # (S, ..., 3), (S, ...)
+    worst_arr[~np.isfinite(cand_arr).all(-1)] = np.inf
+    ranked = worst_arr.copy()
+    ranked[0] = np.where(ranked[0] <= max_error_px, -1.0, ranked[0])  # every view unless dropping one clearly helps
+    pick = ranked.argmin(axis=0)
+    X = np.take_along_axis(cand_arr, pick[None, ..., None], axis=0)[0]
+    chosen = np.take_along_axis(worst_arr, pick[None], axis=0)[0]
+    X[~(chosen <= max_error_px)] = np.nan
+    return X, pick, chosen

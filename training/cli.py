@@ -87,6 +87,9 @@ def _calibrate_size(args: argparse.Namespace) -> int:
     from engines.checkpoint import read_metadata, resolve_checkpoint, update_metadata
     from engines.models import STATURE_PER_BONE_SUM, config_from_dict
 
+    if str(args.checkpoint) == "default":
+        raise ValueError("calibrate-size rewrites its checkpoint; copy the shipped model "
+                         "(engines/assets/lifter_default.safetensors) and calibrate the copy")
     path = resolve_checkpoint(args.checkpoint)
     meta = read_metadata(path)
     if args.size is not None:

@@ -81,7 +81,8 @@ class MethodConfig:
     adversarial: ``gen_steps`` generator steps per discriminator step, ``disc_lr``, weights of the
     adversarial term, the 2D reprojection term and the body-orientation heuristic, and
     ``disc3d = true`` for seed 004's supervised GAN (3D labels plus a discriminator on 3D poses).
-    multiview: ``views`` virtual cameras per synthetic rig, ``consistency_weight``, and
+    multiview: ``views`` virtual cameras per synthetic rig, ``consistency_weight``,
+    ``triangulation_weight`` (the views' triangulated 3D as a label-free target), and
     ``real_clips``: folders of synchronised calibrated videos (e.g. ../shared/media/pose2sim-demo)
     mixed into training with probability ``real_fraction``.
     ordinal: ``tolerance_m`` (the "roughly equal" band), ``ordinal_weight``.
@@ -96,6 +97,7 @@ class MethodConfig:
     disc3d: bool = False
     views: int = 4
     consistency_weight: float = 5.0  # metres vs reprojection in body sizes: 5 learnt faster in short runs
+    triangulation_weight: float = 5.0  # pull towards the 3D triangulated from the views (0 = off)
     real_clips: tuple[str, ...] = ()
     real_fraction: float = 0.2
     tolerance_m: float = 0.05

@@ -352,3 +352,25 @@ def test_triangulate_checks_shapes():
         triangulate(np.zeros((3, 17, 3)), cams)
     with pytest.raises(ValueError, match="confidence"):
         triangulate(np.zeros((3, 17, 2)), cams, np.ones((3, 16)))
+
+
+def test_robust_triangulation_leaves_out_the_one_view_that_disagrees():
+    """A left/right swap in one view (its 2D of a joint lands on another joint) spoils plain
+    DLT; the robust version drops that view for that joint and recovers the point."""
+    from engines.triangulation import triangulate_robust
+
+    rng = np.random.default_rng(21)
+    cams = _rig(4)
+    X = _joints(rng, (30, 17))
+    p2d = np.stack([c.project(X) for c in cams])
+    bad = p2d.copy()
+    bad[2, :, 5] = p2d[2, :, 2]  # view 2 reports joint 2 where joint 5 is
+    plain = triangulate(bad, cams)
+    robust, pick, worst = triangulate_robust(bad, cams, max_error_px=5.0)
+    assert np.linalg.norm(plain[:, 5] - X[:, 5], axis=-1).min() > 0.02
+    assert np.linalg.norm(robust - X, axis=-1).max() < 1e-3
+    assert (pick[:, 5] == 3).all() and (pick[:, :5] == 0).all()  # "all but view 2" for that joint only
+    assert worst.max() < 1e-3
+    # two views disagreeing on the same joint: no set within the limit, so no point at all
+    bad[1, :, 5] = p2d[1, :, 2]
+    assert np.isnan(triangulate_robust(bad, cams, max_error_px=5.0)[0][:, 5]).all()

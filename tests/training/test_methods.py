@@ -117,10 +117,43 @@ def test_multiview_geometry_is_exact_for_the_truth(cmu_archive_path):
     x, y, rig = m._synthetic(np.random.default_rng(0))
     pred = y.clone()
     pred[..., 2] += (rig.depth_scale - 1)[..., None, None] * y[..., :1, 2]  # the lifter's depth convention
-    exact = multiview_terms(pred, x, rig)
-    assert exact["reprojection"] < 1e-4 and exact["consistency"] < 1e-4
-    wrong = multiview_terms(pred * 1.1, x, rig)
-    assert wrong["reprojection"] > 0.05 and wrong["consistency"] > 0.05
+    from training.methods.multiview import triangulation_targets
+
+    targets = triangulation_targets(x, rig)
+    exact = multiview_terms(pred, x, rig, targets)
+    assert exact["reprojection"] < 1e-4 and exact["consistency"] < 1e-4 and exact["triangulation"] < 1e-3
+    wrong = multiview_terms(pred * 1.1, x, rig, targets)
+    assert wrong["reprojection"] > 0.05 and wrong["consistency"] > 0.05 and wrong["triangulation"] > 0.05
+
+
+def test_rig_triangulation_matches_the_calibrated_numpy_one_and_drops_an_outlying_view():
+    """The batched torch triangulation that gives multi-view training its label-free 3D targets
+    agrees with engines.triangulation on the real Pose2Sim calibration (lens distortion
+    included), and leaves out one view that puts a joint far off."""
+    from engines.calibration import load_calibration
+    from engines.triangulation import triangulate
+    from training.methods.geometry import Rig, triangulate_rig
+
+    cams = load_calibration(next(POSE2SIM.glob("*.qca.txt")))
+    rng = np.random.default_rng(5)
+    centre = np.mean([c.center for c in cams], axis=0) * np.array([0.2, 0.0, 0.2])  # inside the rig
+    X = centre + rng.normal([0.0, 0.0, 0.0], [0.3, 0.4, 0.3], (6, 17, 3))
+    px = np.stack([c.project(X) for c in cams])  # (V, 6, 17, 2)
+    size = np.array([[c.width, c.height] for c in cams], np.float64)
+    longer = size.max(axis=1)
+    screen = (2 * px - size[:, None, None]) / longer[:, None, None, None]
+    kp = np.concatenate([screen, np.ones(px.shape[:-1] + (1,))], axis=-1)[None]  # (1, V, 6, 17, 3)
+    rig = Rig.from_cameras(cams).expand(1)
+    ours = triangulate_rig(torch.from_numpy(kp), rig)[0].numpy()
+    np.testing.assert_allclose(ours, triangulate(px, cams), atol=2e-3)
+    np.testing.assert_allclose(ours, X, atol=2e-3)
+    kp[0, 1, :, 9, :2] += 0.2  # view 1 puts the nose ~190 px off (a swap or a detector outlier)
+    swapped = triangulate_rig(torch.from_numpy(kp), rig)[0].numpy()
+    np.testing.assert_allclose(swapped, X, atol=2e-3)
+    kp[0, :, 0, 4, 2] = 0.0  # nobody sees joint 4 in frame 0: no target
+    kp[0, 0, 1, 4, 2] = 1.0
+    kp[0, 1:, 1, 4, 2] = 0.0  # only one view sees it in frame 1: no target either
+    assert torch.isnan(triangulate_rig(torch.from_numpy(kp), rig)[0, :2, 4]).all()
 
 
 def test_facing_sine_separates_real_from_depth_flipped_poses(val_batch):

@@ -1,8 +1,8 @@
 """``training adapt``: test-time adaptation of a lifter on a user's own multi-view clip.
 
 No labels: the lifter is fine-tuned on the clip's synchronised, calibrated views with the
-multi-view loss (:func:`training.methods.multiview.multiview_terms`: cross-view reprojection
-plus 3D agreement), in evaluation mode (batch-norm statistics and dropout as at inference).
+multi-view loss (:func:`training.methods.multiview.multiview_terms`: cross-view reprojection,
+3D agreement and the pull towards the clip's triangulated 3D), in evaluation mode (batch-norm statistics and dropout as at inference).
 What it gains is measured on the same clip by :func:`clip_report`, before and after:
 
 * always: ``reprojection_px`` (each view's 3D estimate projected into every camera, median
@@ -28,7 +28,7 @@ from torch import nn
 from training import metrics
 from training.methods.clips import MultiViewClip
 from training.methods.geometry import Rig
-from training.methods.multiview import clip_windows, lift_views, multiview_terms
+from training.methods.multiview import clip_windows, lift_views, multiview_terms, triangulation_targets
 
 __all__ = ["AdaptSettings", "adapt", "clip_report", "predict_clip"]
 
@@ -39,6 +39,7 @@ class AdaptSettings:
     lr: float = 1e-4
     windows: int = 16  # windows per step (each lifted in every view)
     consistency_weight: float = 5.0
+    triangulation_weight: float = 5.0
     seed: int = 0
 
 
@@ -56,6 +57,8 @@ def adapt(model: nn.Module, clips: list[MultiViewClip], settings: AdaptSettings 
         p.requires_grad_(True)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
     rigs = [Rig.from_cameras(c.cameras, c.image_size) for c in clips]
+    targets = [triangulation_targets(torch.from_numpy(c.keypoints).unsqueeze(0), r.expand(1))[0] if settings.triangulation_weight > 0
+               else None for c, r in zip(clips, rigs)]  # (F, J, 3) world per clip, computed once
     losses = []
     for _ in tqdm(range(settings.steps), desc="adapt", disable=not progress, leave=False):
         k = rng.integers(len(clips))
@@ -63,8 +66,14 @@ def adapt(model: nn.Module, clips: list[MultiViewClip], settings: AdaptSettings 
         ends = rng.integers(0, clip.frames, settings.windows)
         x = torch.from_numpy(clip_windows(clip, ends, model.receptive_field))
         pred, frames = lift_views(model, x)
-        terms = multiview_terms(pred, x[:, :, frames], rigs[k].expand(len(ends)))
+        target = None
+        if targets[k] is not None:
+            absolute = np.maximum(ends[:, None] - model.receptive_field + 1 + np.asarray(frames)[None, :], 0)  # (B, N)
+            target = targets[k][torch.from_numpy(absolute)]
+        terms = multiview_terms(pred, x[:, :, frames], rigs[k].expand(len(ends)), target)
         loss = terms["reprojection"] + settings.consistency_weight * terms["consistency"]
+        if target is not None:
+            loss = loss + settings.triangulation_weight * terms["triangulation"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -29,6 +29,7 @@ __all__ = [
     "reprojection_error",
     "rotate_about_y",
     "size_prior",
+    "triangulate_rig",
     "true_camera_frame",
 ]
 
@@ -70,6 +71,15 @@ class Rig:
         return cls(t([c.R for c in cameras]), t([c.t for c in cameras]), t([[c.fx, c.fy] for c in cameras]),
                    t([[c.cx, c.cy] for c in cameras]), t(size), t([c.dist for c in cameras]))
 
+    def cameras(self, index: int = 0) -> list[Camera]:
+        """Rig ``index`` of a (B, V) rig (or the only one of a (V,) rig) as ``Camera`` objects whose
+        image sizes are those the 2D came from, so ``(screen * longer + size) / 2`` are their pixels."""
+        pick = (lambda a: a[index]) if self.R.dim() == 4 else (lambda a: a)
+        R, t, f, c, size, dist = (pick(getattr(self, k)).detach().cpu().double().numpy()
+                                  for k in ("R", "t", "f", "c", "size", "dist"))
+        return [Camera(f"view{v}", int(round(size[v, 0])), int(round(size[v, 1])), f[v, 0], f[v, 1], c[v, 0], c[v, 1],
+                       R[v], t[v], dist[v]) for v in range(len(R))]
+
     def expand(self, batch: int) -> Rig:
         """The same (V,) rig for every sample: (batch, V)."""
         return Rig(*(getattr(self, k).unsqueeze(0).expand(batch, *getattr(self, k).shape)
@@ -107,6 +117,69 @@ class Rig:
         px = torch.stack([xd, yd], dim=-1) * f + c
         longer = size.max(dim=-1, keepdim=True).values
         return (2 * px - size) / longer, front
+
+
+def _undistort(xd: torch.Tensor, dist: torch.Tensor, iterations: int = 6) -> torch.Tensor:
+    """Distorted normalised coordinates (..., 2) -> undistorted, OpenCV's model ``dist`` (..., 5),
+    by fixed-point iteration (as ``cv2.undistortPoints`` does)."""
+    if not bool(dist.abs().max() > 0):
+        return xd
+    k1, k2, p1, p2, k3 = (dist[..., i] for i in range(5))
+    x, y = xd[..., 0], xd[..., 1]
+    for _ in range(iterations):
+        r2 = x * x + y * y
+        radial = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
+        x = (xd[..., 0] - (2 * p1 * x * y + p2 * (r2 + 2 * x * x))) / radial
+        y = (xd[..., 1] - (p1 * (r2 + 2 * y * y) + 2 * p2 * x * y)) / radial
+    return torch.stack([x, y], dim=-1)
+
+
+@torch.no_grad()
+def triangulate_rig(keypoints: torch.Tensor, rig: Rig, max_error: float = 0.025) -> torch.Tensor:
+    """World points (B, N, J, 3) where the views' rays meet: keypoints (B, V, N, J, 3) in screen
+    coordinates with confidence, seen by the (B, V) ``rig``; batched over rigs (torch).
+
+    Confidence-weighted DLT from all views and from every set of all views but one; the set whose
+    worst reprojection error is lowest wins (all views whenever they stay within ``max_error``,
+    a fraction of the image's longer side), so one swapped or outlying view is left out. NaN
+    where fewer than two views see the joint or the chosen set still reprojects worse than
+    ``max_error`` (``engines.triangulation.triangulate_robust`` is the NumPy version for
+    ``Camera`` objects)."""
+    kp = keypoints.double()
+    B, V = kp.shape[:2]
+    R, t, f, c, size, dist = (getattr(rig, k).double() for k in ("R", "t", "f", "c", "size", "dist"))
+    def per_point(a: torch.Tensor) -> torch.Tensor:  # (B, V, k) -> (B, V, 1, 1, k): over frames and joints
+        return a[:, :, None, None, :]
+
+    longer = size.max(dim=-1, keepdim=True).values
+    px = (kp[..., :2] * per_point(longer) + per_point(size)) / 2
+    xy = _undistort((px - per_point(c)) / per_point(f), per_point(dist))
+    P = torch.cat([R, t.unsqueeze(-1)], dim=-1)[:, :, None, None]  # (B, V, 1, 1, 3, 4)
+    rows = torch.stack([xy[..., 0:1] * P[..., 2, :] - P[..., 0, :],
+                        xy[..., 1:2] * P[..., 2, :] - P[..., 1, :]], dim=-2)  # (B, V, N, J, 2, 4)
+    w = kp[..., 2].clamp_min(0.0)  # (B, V, N, J)
+    masks = [torch.ones(V, dtype=kp.dtype)] + ([1.0 - torch.eye(V, dtype=kp.dtype)[k] for k in range(V)] if V > 2 else [])
+    S = len(masks)
+    ws = torch.stack(masks)[:, None, :, None, None] * w  # (S, B, V, N, J)
+    A = (rows.unsqueeze(0) * ws[..., None, None]).movedim(2, -3).flatten(-3, -2)  # (S, B, N, J, 2V, 4)
+    _, vecs = torch.linalg.eigh(A.transpose(-1, -2) @ A)
+    X = vecs[..., :, 0]  # the smallest eigenvalue's vector, (S, B, N, J, 4)
+    X = X[..., :3] / X[..., 3:4]
+    enough = (ws > 0).sum(dim=2) >= 2  # (S, B, N, J)
+    cam = X.unsqueeze(2) @ R.transpose(-1, -2)[None, :, :, None] + t[None, :, :, None, None]  # (S, B, V, N, J, 3)
+    sub = Rig(R, t, f, c, size, dist)
+    screen, front = sub.project_screen(cam)
+    err = (screen - kp[..., :2]).norm(dim=-1)  # (S, B, V, N, J), screen units
+    used = ws > 0
+    bad = (used & ~front).any(dim=2) | ~enough | ~torch.isfinite(X).all(dim=-1)
+    worst = torch.where(used, err, torch.zeros_like(err)).amax(dim=2).masked_fill(bad, float("inf"))  # (S, B, N, J)
+    limit = 2.0 * max_error  # screen units span 2 across the longer side
+    ranked = worst.clone()
+    ranked[0] = torch.where(worst[0] <= limit, torch.full_like(worst[0], -1.0), worst[0])
+    pick = ranked.argmin(dim=0)  # (B, N, J)
+    out = X.gather(0, pick[None, ..., None].expand(1, *X.shape[1:]))[0]
+    chosen = worst.gather(0, pick[None])[0]
+    return out.masked_fill(~(chosen <= limit).unsqueeze(-1), float("nan")).to(keypoints.dtype)
 
 
 def true_camera_frame(pred: torch.Tensor, depth_scale: torch.Tensor) -> torch.Tensor:

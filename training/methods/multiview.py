@@ -9,7 +9,14 @@ projected with that camera's intrinsics and lens distortion. The loss is
   weighted, in units of the observed 2D body size), over all pairs of estimate and view, and
 * ``consistency_weight`` x ``consistency``: distance (metres) of each view's world-frame
   estimate from the confidence-weighted mean of all views' estimates, for the root-relative
-  pose (in the shared world axes) and the root position separately.
+  pose (in the shared world axes) and the root position separately, and
+* ``triangulation_weight`` x ``triangulation``: distance (metres) of each view's world-frame
+  estimate from the 3D triangulated from all views' 2D (:func:`triangulation_targets`: robust
+  DLT that leaves out a disagreeing view and drops joints that still reproject badly), again
+  shape and root separately. The triangulated point is where the views' rays meet, the
+  closed-form answer the reprojection term is slowly descending to; as a target it gives every
+  joint a direct 3D pull (pseudo-labels from multi-view geometry, as in EpipolarPose, Kocabas
+  et al. 2019), still without any 3D label.
 
 Calibrated extrinsics are metric, so the scale is recoverable: agreement across views fixes
 the size and distance that one view cannot. Training rigs are synthetic (``views`` virtual
@@ -30,7 +37,7 @@ from torch import nn
 from engines.skeleton import CANONICAL
 from training.config import RunConfig
 from training.methods.clips import MultiViewClip, load_clip
-from training.methods.geometry import Rig, reprojection_error, true_camera_frame
+from training.methods.geometry import Rig, reprojection_error, triangulate_rig, true_camera_frame
 from training.synth import (
     NO_AUGMENTATION,
     Augmentation,
@@ -41,7 +48,33 @@ from training.synth import (
     scale_bones,
 )
 
-__all__ = ["MultiViewMethod", "clip_windows", "lift_views", "multiview_terms"]
+__all__ = ["MultiViewMethod", "clip_windows", "lift_views", "multiview_terms", "triangulation_targets"]
+
+MAX_TRIANGULATION_ERROR = 0.025
+"""A triangulated joint that reprojects farther than this fraction of the image's longer side
+from a view it used is no target (outliers, swaps, occlusion)."""
+
+
+def triangulation_targets(keypoints: torch.Tensor, rig: Rig, max_error: float = MAX_TRIANGULATION_ERROR) -> torch.Tensor:
+    """World-frame 3D (B, N, J, 3) triangulated from the views' 2D keypoints (B, V, N, J, 3),
+    screen coordinates with confidence, of the (B, V) ``rig``; NaN where too few views agree."""
+    return triangulate_rig(keypoints, rig, max_error)
+
+
+def triangulation_term(world: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean distance (metres) of world-frame estimates (B, V, N, J, 3) from triangulated targets
+    (B, N, J, 3, NaN = none): root-relative shape where the target's joint and root exist, plus
+    the root position."""
+    ok = torch.isfinite(target).all(dim=-1)  # (B, N, J)
+    tgt = torch.nan_to_num(target.to(world.dtype))
+    root_ok = ok[..., 0]  # (B, N)
+    shape_ok = (ok & root_ok[..., None]).unsqueeze(1).to(world.dtype)  # (B, 1, N, J)
+    V = world.shape[1]
+    rel = (world - world[..., :1, :]) - (tgt - tgt[..., :1, :]).unsqueeze(1)
+    shape = (rel.norm(dim=-1) * shape_ok).sum() / (shape_ok.sum() * V).clamp_min(1.0)
+    root_w = root_ok.unsqueeze(1).to(world.dtype)  # (B, 1, N)
+    root = ((world[..., 0, :] - tgt[..., 0, :].unsqueeze(1)).norm(dim=-1) * root_w).sum() / (root_w.sum() * V).clamp_min(1.0)
+    return shape + root
 
 
 def lift_views(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
@@ -56,10 +89,12 @@ def lift_views(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[in
     return pred.view(B, V, *pred.shape[1:]), frames
 
 
-def multiview_terms(pred: torch.Tensor, keypoints: torch.Tensor, rig: Rig) -> dict[str, torch.Tensor]:
+def multiview_terms(pred: torch.Tensor, keypoints: torch.Tensor, rig: Rig,
+                    targets: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Cross-view reprojection and 3D consistency for predictions (B, V, N, J, 3), the views'
-    2D (B, V, N, J, 3) and their cameras ``rig`` (B, V). Also returns the world-frame
-    estimates (B, V, N, J, 3) under ``world``."""
+    2D (B, V, N, J, 3) and their cameras ``rig`` (B, V); with triangulated ``targets``
+    (B, N, J, 3), also the ``triangulation`` term. Also returns the world-frame estimates
+    (B, V, N, J, 3) under ``world``."""
     B, V = pred.shape[:2]
     cam = true_camera_frame(pred, rig.depth_scale[..., None])
     world = rig.to_world(cam)  # (B, Vi, N, J, 3)
@@ -75,7 +110,10 @@ def multiview_terms(pred: torch.Tensor, keypoints: torch.Tensor, rig: Rig) -> di
     # the shape (root-relative, in the shared world axes) and the position separately: a view's
     # wrong distance must not be "fixed" by bending its pose
     consistency = spread(world - world[..., :1, :]) + spread(world[..., :1, :])
-    return {"reprojection": reproj, "consistency": consistency, "world": world}
+    out = {"reprojection": reproj, "consistency": consistency, "world": world}
+    if targets is not None:
+        out["triangulation"] = triangulation_term(world, targets)
+    return out
 
 
 def clip_windows(clip: MultiViewClip, ends: np.ndarray, window: int) -> np.ndarray:
@@ -137,8 +175,13 @@ class MultiViewMethod:
         x = x.to(self.device)
         rig = Rig(*(getattr(rig, k).to(self.device) for k in ("R", "t", "f", "c", "size", "dist")))
         pred, frames = lift_views(model, x)
-        terms = multiview_terms(pred, x[:, :, frames], rig)
+        targets = None
+        if self.mc.triangulation_weight > 0:
+            targets = triangulation_targets(x[:, :, frames], rig)
+        terms = multiview_terms(pred, x[:, :, frames], rig, targets)
         total = terms["reprojection"] + self.mc.consistency_weight * terms["consistency"]
+        if targets is not None:
+            total = total + self.mc.triangulation_weight * terms["triangulation"]
         if y is None:
             monitor = torch.tensor(float("nan"))
         else:
@@ -146,6 +189,7 @@ class MultiViewMethod:
                 t = y[:, :, frames].to(self.device)
                 monitor = ((pred - pred[..., :1, :]) - (t - t[..., :1, :])).norm(dim=-1).mean()
         return {"total": total, "reprojection": terms["reprojection"].detach(),
+                "triangulation": terms.get("triangulation", torch.tensor(float("nan"))).detach(),
                 "consistency": terms["consistency"].detach(), "real": torch.tensor(float(real)), "monitor_mpjpe": monitor}
 
     def state_dict(self) -> dict[str, Any]:

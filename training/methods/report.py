@@ -36,11 +36,11 @@ format (`engines/checkpoint.py`); code in `training/methods/`.
 | --- | --- | --- |
 | `supervised` (default) | 3D mocap filmed by virtual cameras | the lifter issue's trainer |
 | `adversarial` | 2D poses only | Kudo et al. (seed 001): the lifter's 3D, turned by a random angle about the camera's vertical axis and projected, must fool a 2D pose discriminator; the 3D must reproject onto the observed 2D; the body-orientation heuristic (sign of the face/shoulder angle) penalises depth-flipped poses; 3 generator steps per discriminator step; a body-size prior fixes the scale that 2D cannot. `[method] disc3d = true`: seed 004's supervised GAN (supervised loss + a 3D pose discriminator). |
-| `multiview` | synchronised views + calibrated cameras, no 3D | seed 003: each view is lifted, moved into every other camera and projected; penalised: reprojection against each view's 2D, and disagreement of the views' 3D (shape and position). Trains on synthetic rigs (4 virtual cameras around mocap) and, with `[method] real_clips`, real videos (`../shared/media/pose2sim-demo`, 2D from our MediaPipe detector, cached). |
+| `multiview` | synchronised views + calibrated cameras, no 3D | seed 003: each view is lifted, moved into every other camera and projected; penalised: reprojection against each view's 2D, disagreement of the views' 3D (shape and position), and distance from the 3D triangulated from the views' 2D (robust DLT that leaves out a disagreeing view: label-free pseudo-targets, as in EpipolarPose; `[method] triangulation_weight`, 0 = off). Trains on synthetic rigs (4 virtual cameras around mocap) and, with `[method] real_clips`, real videos (`../shared/media/pose2sim-demo`, 2D from our MediaPipe detector, cached). |
 | `ordinal` | pairwise depth order ("nearer", "farther", "level within 5 cm") | seed 000: a ranking loss on every joint pair plus the 2D reprojection and the size prior. |
 
 `training adapt --checkpoint CKPT --clip FOLDER|CLIP.npz [--calibration FILE] --out ADAPTED.safetensors`
-fine-tunes on a clip with the multi-view loss (no labels) and prints before/after on that clip:
+fine-tunes on a clip with the multi-view loss (no labels; triangulation term included) and prints before/after on that clip:
 reprojection (px), disagreement between views (mm), distance to the triangulated 3D (mm) and, for
 a synthetic clip with truth (`training make-clip --data ../shared/data/cmu-mocap --clip 09/09_01 --out clip.npz`),
 MPJPE/N-MPJPE/P-MPJPE. A folder holds synchronised videos (sorted by name, video i = camera i) and
