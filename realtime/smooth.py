@@ -53,6 +53,7 @@ __all__ = [
     "SkeletonSmoother",
     "new_state",
     "one_euro_step_numpy",
+    "state_views",
     "warmup",
 ]
 
@@ -60,15 +61,20 @@ BACKENDS = ("numba", "numpy")
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 
-# State of one filter, all float64 except the flag, mutated in place by a step:
-#   x_prev (J, 3)   previous raw (valid) sample of each joint, metres
-#   y_prev (J, 3)   previous filtered value of each joint, metres (NaN until first seen). This is
-#                   also the filter's output after a step, so the kernels allocate nothing.
-#   dx_prev (J, 3)  previous smoothed speed, m/s
-#   t_prev (J,)     time of each joint's last valid sample, seconds
-#   initialised (J,) bool: the joint has had at least one valid sample
-#   t_last (1,)     time of the last accepted frame, seconds (-inf before the first)
-OneEuroState = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+# State of one filter: ONE float64 array of shape (J + 1, 11), mutated in place by a step. One
+# array rather than six keeps the compiled kernel's call cheap (Numba unboxes every array
+# argument on every call: with six that alone cost about a microsecond). Columns of rows 0..J-1:
+#   0:3  x_prev       previous raw (valid) sample of each joint, metres
+#   3:6  y_prev       previous filtered value of each joint, metres (NaN until first seen). This
+#                     is also the filter's output after a step, so the kernels allocate nothing.
+#   6:9  dx_prev      previous smoothed speed, m/s
+#   9    t_prev       time of each joint's last valid sample, seconds
+#   10   initialised  1.0 once the joint has had a valid sample, else 0.0
+# Row J, column 0: t_last, the time of the last accepted frame, seconds (-inf before the first).
+# :func:`state_views` names the pieces.
+OneEuroState = np.ndarray
+_Y, _DX, _TP, _INIT = 3, 6, 9, 10
+_COLUMNS = 11
 
 
 @dataclass(frozen=True)
@@ -110,18 +116,21 @@ class OneEuroConfig:
 
 def new_state(joints: int) -> OneEuroState:
     """A fresh filter state for ``joints`` joints (nothing seen yet)."""
-    return (
-        np.zeros((joints, 3), dtype=np.float64),
-        np.full((joints, 3), np.nan, dtype=np.float64),
-        np.zeros((joints, 3), dtype=np.float64),
-        np.zeros(joints, dtype=np.float64),
-        np.zeros(joints, dtype=np.bool_),
-        np.full(1, -np.inf, dtype=np.float64),
-    )
+    state = np.zeros((joints + 1, _COLUMNS), dtype=np.float64)
+    state[:joints, _Y:_DX] = np.nan
+    state[joints, 0] = -np.inf
+    return state
+
+
+def state_views(state: OneEuroState) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Named views into a state: ``(x_prev (J, 3), y_prev (J, 3), dx_prev (J, 3), t_prev (J,),
+    initialised (J,) as 0.0/1.0, t_last (1,))``; writing to them writes the state."""
+    J = state.shape[0] - 1
+    return (state[:J, 0:_Y], state[:J, _Y:_DX], state[:J, _DX:_TP], state[:J, _TP], state[:J, _INIT], state[J, 0:1])
 
 
 def one_euro_step_numpy(
-    x: np.ndarray, t: float, state: OneEuroState, cfg: tuple[float, float, float]
+    x: np.ndarray, t: float, state: OneEuroState, min_cutoff: float, beta: float, d_cutoff: float
 ) -> None:
     """Filter one skeleton in place: the plain NumPy reference of :func:`_one_euro_step_numba`.
 
@@ -130,24 +139,24 @@ def one_euro_step_numpy(
             result); a row with any non-finite value is a missing joint.
         t: timestamp of ``x`` in seconds (any origin, the same for every call on this state).
         state: from :func:`new_state`; updated in place.
-        cfg: ``(min_cutoff, beta, d_cutoff)``, see :class:`OneEuroConfig`.
+        min_cutoff, beta, d_cutoff: see :class:`OneEuroConfig` (``OneEuroConfig.as_tuple()``).
 
-    The filtered skeleton is ``state[1]`` afterwards: ``(J, 3)`` float64, NaN for joints never
-    seen. Nothing is returned so that the compiled twin neither allocates nor boxes an array.
+    The filtered skeleton is ``state_views(state)[1]`` afterwards: ``(J, 3)`` float64, NaN for
+    joints never seen. Nothing is returned so that the compiled twin neither allocates nor boxes
+    an array.
     """
-    x_prev, y_prev, dx_prev, t_prev, initialised, t_last = state
-    min_cutoff, beta, d_cutoff = cfg
+    x_prev, y_prev, dx_prev, t_prev, initialised, t_last = state_views(state)
     if not t > t_last[0]:  # repeated, out of order, or NaN timestamp: nothing changes
         return
     t_last[0] = t
 
     valid = np.isfinite(x).all(axis=1)
-    first = valid & ~initialised
+    first = valid & ~(initialised > 0.0)
     x_prev[first] = x[first]
     y_prev[first] = x[first]
     dx_prev[first] = 0.0
     t_prev[first] = t
-    initialised[first] = True
+    initialised[first] = 1.0
 
     dt_all = t - t_prev
     upd = valid & ~first & (dt_all > 0.0)
@@ -170,42 +179,41 @@ def one_euro_step_numpy(
 
 @njit(cache=True)
 def _one_euro_step_numba(
-    x: np.ndarray, t: float, state: OneEuroState, cfg: tuple[float, float, float]
+    x: np.ndarray, t: float, state: OneEuroState, min_cutoff: float, beta: float, d_cutoff: float
 ) -> None:
     """Numba twin of :func:`one_euro_step_numpy`: same arguments, same result, loops per joint."""
-    x_prev, y_prev, dx_prev, t_prev, initialised, t_last = state
-    min_cutoff, beta, d_cutoff = cfg
-    if not t > t_last[0]:
+    J = x.shape[0]
+    if not t > state[J, 0]:
         return
-    t_last[0] = t
+    state[J, 0] = t
 
     tau_d = 1.0 / (2.0 * math.pi * d_cutoff)
-    for j in range(x.shape[0]):
+    for j in range(J):
         if not (math.isfinite(x[j, 0]) and math.isfinite(x[j, 1]) and math.isfinite(x[j, 2])):
             continue  # missing joint: keep its previous output and state
-        if not initialised[j]:
+        if not state[j, 10] > 0.0:  # first sample of this joint
             for k in range(3):
-                x_prev[j, k] = x[j, k]
-                y_prev[j, k] = x[j, k]
-                dx_prev[j, k] = 0.0
-            t_prev[j] = t
-            initialised[j] = True
+                state[j, k] = x[j, k]
+                state[j, 3 + k] = x[j, k]
+                state[j, 6 + k] = 0.0
+            state[j, 9] = t
+            state[j, 10] = 1.0
             continue
-        dt = t - t_prev[j]
+        dt = t - state[j, 9]
         if not dt > 0.0:
             continue
         a_d = 1.0 / (1.0 + tau_d / dt)
         for k in range(3):
             xv = x[j, k]
-            dx = (xv - x_prev[j, k]) / dt
-            edx = a_d * dx + (1.0 - a_d) * dx_prev[j, k]
+            dx = (xv - state[j, k]) / dt
+            edx = a_d * dx + (1.0 - a_d) * state[j, 6 + k]
             cutoff = min_cutoff + beta * abs(edx)
             tau = 1.0 / (2.0 * math.pi * cutoff)
             a = 1.0 / (1.0 + tau / dt)
-            x_prev[j, k] = xv
-            y_prev[j, k] = a * xv + (1.0 - a) * y_prev[j, k]
-            dx_prev[j, k] = edx
-        t_prev[j] = t
+            state[j, k] = xv
+            state[j, 3 + k] = a * xv + (1.0 - a) * state[j, 3 + k]
+            state[j, 6 + k] = edx
+        state[j, 9] = t
 
 
 class OneEuroFilter:
@@ -232,6 +240,7 @@ class OneEuroFilter:
     def reset(self) -> None:
         """Forget everything: the next call passes its sample through as a first sample."""
         self._state = new_state(self.joints)
+        self._output = self._state[: self.joints, _Y:_DX]  # a view: the filtered skeleton after each step
         self._t0_ns: int | None = None
 
     def __call__(self, x: np.ndarray, t_ns: int) -> np.ndarray:
@@ -256,8 +265,8 @@ class OneEuroFilter:
         if self._t0_ns is None:
             self._t0_ns = t_ns  # seconds from the first frame keep full float64 precision
         t = (t_ns - self._t0_ns) * 1e-9
-        self._step(arr, t, self._state, self._cfg)
-        return self._state[1].astype(np.float32)
+        self._step(arr, t, self._state, *self._cfg)
+        return self._output.astype(np.float32)
 
 
 class SkeletonSmoother:
@@ -311,7 +320,7 @@ def warmup(joints: int = 17) -> None:
     for dtype in (np.float64, np.float32):
         state = new_state(joints)
         x = np.zeros((joints, 3), dtype=dtype)
-        _one_euro_step_numba(x, 0.0, state, cfg)
+        _one_euro_step_numba(x, 0.0, state, *cfg)
         x[0] = np.nan
-        _one_euro_step_numba(x, 1.0 / 30.0, state, cfg)
-        _one_euro_step_numba(x, 1.0 / 30.0, state, cfg)
+        _one_euro_step_numba(x, 1.0 / 30.0, state, *cfg)
+        _one_euro_step_numba(x, 1.0 / 30.0, state, *cfg)

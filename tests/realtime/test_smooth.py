@@ -15,6 +15,7 @@ from realtime.smooth import (
     _one_euro_step_numba,
     new_state,
     one_euro_step_numpy,
+    state_views,
     warmup,
 )
 
@@ -61,13 +62,14 @@ def test_numba_kernel_matches_numpy_reference(cfg: OneEuroConfig) -> None:
     hist_nb = np.empty_like(hist_np)
     times_np, times_nb = np.empty((len(ts), J)), np.empty((len(ts), J))
     flags_np, flags_nb = np.empty((len(ts), J), bool), np.empty((len(ts), J), bool)
+    v_np, v_nb = state_views(s_np), state_views(s_nb)
     for i, (x, t) in enumerate(zip(xs, ts)):
-        one_euro_step_numpy(x, float(t), s_np, c)
-        _one_euro_step_numba(x, float(t), s_nb, c)
-        hist_np[i], hist_nb[i] = s_np[:3], s_nb[:3]
-        times_np[i], times_nb[i] = s_np[3], s_nb[3]
-        flags_np[i], flags_nb[i] = s_np[4], s_nb[4]
-        assert s_np[5][0] == s_nb[5][0]
+        one_euro_step_numpy(x, float(t), s_np, *c)
+        _one_euro_step_numba(x, float(t), s_nb, *c)
+        hist_np[i], hist_nb[i] = v_np[:3], v_nb[:3]
+        times_np[i], times_nb[i] = v_np[3], v_nb[3]
+        flags_np[i], flags_nb[i] = v_np[4], v_nb[4]
+        assert v_np[5][0] == v_nb[5][0]
     np.testing.assert_allclose(hist_nb, hist_np, rtol=0, atol=1e-9, equal_nan=True)
     np.testing.assert_array_equal(times_nb, times_np)  # per-joint timestamps and flags: exact
     np.testing.assert_array_equal(flags_nb, flags_np)
