@@ -81,26 +81,41 @@ def run_viewer(config: ViewerConfig) -> int:
     """
     import open3d as o3d  # heavy: imported only when a viewer actually starts
 
-    sub = _subscribe(config.endpoint)
+    import signal
+    import threading
+
+    # Ctrl-C sets a flag the loop checks: a KeyboardInterrupt raised inside Open3D's C++ calls
+    # can be swallowed there, and then the window would never close
+    stop = threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    sub = None
     scene: _Scene | None = None
     try:
+        sub = _subscribe(config.endpoint)
         scene = _Scene(o3d, config)
-        return _loop(sub, scene, config)
+        return _loop(sub, scene, config, stop)
     except KeyboardInterrupt:
         return 0
     except _ViewerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
         if scene is not None:
             scene.close()
-        sub.close()
+        if sub is not None:
+            sub.close()
 
 
-def _loop(sub: Any, scene: _Scene, config: ViewerConfig) -> int:
+def _loop(sub: Any, scene: _Scene, config: ViewerConfig, stop: Any = None) -> int:
     status = _Status(config.endpoint)
     received, last_msg = 0, time.monotonic()
     while config.frames is None or received < config.frames:
+        if stop is not None and stop.is_set():
+            return 0  # Ctrl-C
         if not scene.alive():
             return 0  # window closed: nothing left to screenshot
         msg = sub.recv(timeout_ms=100 if config.headless else 15)
