@@ -191,29 +191,29 @@ def _one_euro_step_numba(
     for j in range(J):
         if not (math.isfinite(x[j, 0]) and math.isfinite(x[j, 1]) and math.isfinite(x[j, 2])):
             continue  # missing joint: keep its previous output and state
-        if not state[j, 10] > 0.0:  # first sample of this joint
+        if not state[j, _INIT] > 0.0:  # first sample of this joint
             for k in range(3):
                 state[j, k] = x[j, k]
-                state[j, 3 + k] = x[j, k]
-                state[j, 6 + k] = 0.0
-            state[j, 9] = t
-            state[j, 10] = 1.0
+                state[j, _Y + k] = x[j, k]
+                state[j, _DX + k] = 0.0
+            state[j, _TP] = t
+            state[j, _INIT] = 1.0
             continue
-        dt = t - state[j, 9]
+        dt = t - state[j, _TP]
         if not dt > 0.0:
             continue
         a_d = 1.0 / (1.0 + tau_d / dt)
         for k in range(3):
             xv = x[j, k]
             dx = (xv - state[j, k]) / dt
-            edx = a_d * dx + (1.0 - a_d) * state[j, 6 + k]
+            edx = a_d * dx + (1.0 - a_d) * state[j, _DX + k]
             cutoff = min_cutoff + beta * abs(edx)
             tau = 1.0 / (2.0 * math.pi * cutoff)
             a = 1.0 / (1.0 + tau / dt)
             state[j, k] = xv
-            state[j, 3 + k] = a * xv + (1.0 - a) * state[j, 3 + k]
-            state[j, 6 + k] = edx
-        state[j, 9] = t
+            state[j, _Y + k] = a * xv + (1.0 - a) * state[j, _Y + k]
+            state[j, _DX + k] = edx
+        state[j, _TP] = t
 
 
 class OneEuroFilter:

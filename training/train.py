@@ -113,6 +113,18 @@ def _batches(sampler, tc, noise, rng: np.random.Generator, seed: list[int], pin:
     yield from loader
 
 
+def optimizer_step(opt: torch.optim.Optimizer, model: nn.Module, loss: torch.Tensor, what: str, step: int | None = None) -> None:
+    """One optimiser step on ``loss`` with gradients clipped to norm 1; a non-finite loss stops
+    the run with one sentence (``what`` names the run) instead of poisoning the weights."""
+    if not torch.isfinite(loss):
+        at = f" at step {step}" if step is not None else ""
+        raise FloatingPointError(f"{what} diverged{at} (loss {loss.item()}); lower [train] lr")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+
+
 def load_resume_state(out: Path, model: nn.Module, opt: torch.optim.Optimizer,
                       device: torch.device) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Restore ``model`` and ``opt`` from ``out/state.pt`` (plain tensors, ``weights_only``);
@@ -262,12 +274,7 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True) -> dict[s
             loss = terms["total"]
             for a in aux:
                 loss = loss + tc.aux_weight * lifter_loss(a, y, tc.root_weight, 0.0)["mpjpe"]
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training diverged at step {step} (loss {loss.item()}); lower [train] lr")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+            optimizer_step(opt, model, loss, "training", step)
             sums["mpjpe"] += terms["mpjpe"].detach()
             if step_in_epoch % 10 == 0:
                 bar.set_postfix(mpjpe_mm=f"{terms['mpjpe'].item() * 1000:.1f}", lr=f"{lr:.1e}")

@@ -117,9 +117,9 @@ def test_multiview_geometry_is_exact_for_the_truth(cmu_archive_path):
     x, y, rig = m._synthetic(np.random.default_rng(0))
     pred = y.clone()
     pred[..., 2] += (rig.depth_scale - 1)[..., None, None] * y[..., :1, 2]  # the lifter's depth convention
-    from training.methods.multiview import triangulation_targets
+    from training.methods.geometry import triangulate_rig
 
-    targets = triangulation_targets(x, rig)
+    targets = triangulate_rig(x, rig)
     exact = multiview_terms(pred, x, rig, targets)
     assert exact["reprojection"] < 1e-4 and exact["consistency"] < 1e-4 and exact["triangulation"] < 1e-3
     wrong = multiview_terms(pred * 1.1, x, rig, targets)

@@ -27,8 +27,9 @@ from torch import nn
 
 from training import metrics
 from training.methods.clips import MultiViewClip
-from training.methods.geometry import Rig
-from training.methods.multiview import clip_windows, lift_views, multiview_terms, triangulation_targets
+from training.train import optimizer_step
+from training.methods.geometry import Rig, triangulate_rig
+from training.methods.multiview import clip_windows, lift_views, multiview_terms
 
 __all__ = ["AdaptSettings", "adapt", "clip_report", "predict_clip"]
 
@@ -57,7 +58,7 @@ def adapt(model: nn.Module, clips: list[MultiViewClip], settings: AdaptSettings 
         p.requires_grad_(True)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
     rigs = [Rig.from_cameras(c.cameras, c.image_size) for c in clips]
-    targets = [triangulation_targets(torch.from_numpy(c.keypoints).unsqueeze(0), r.expand(1))[0] if settings.triangulation_weight > 0
+    targets = [triangulate_rig(torch.from_numpy(c.keypoints).unsqueeze(0), r.expand(1))[0] if settings.triangulation_weight > 0
                else None for c, r in zip(clips, rigs)]  # (F, J, 3) world per clip, computed once
     losses = []
     for _ in tqdm(range(settings.steps), desc="adapt", disable=not progress, leave=False):
@@ -74,10 +75,7 @@ def adapt(model: nn.Module, clips: list[MultiViewClip], settings: AdaptSettings 
         loss = terms["reprojection"] + settings.consistency_weight * terms["consistency"]
         if target is not None:
             loss = loss + settings.triangulation_weight * terms["triangulation"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        optimizer_step(opt, model, loss, "adaptation")
         losses.append(float(loss.detach()))
     model.eval()
     return losses

@@ -61,6 +61,7 @@ def run_method_loop(cfg: RunConfig, make_method, resume: bool = False, progress:
         _training_meta,
         _validate,
         load_resume_state,
+        optimizer_step,
     )
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -122,12 +123,7 @@ def run_method_loop(cfg: RunConfig, make_method, resume: bool = False, progress:
             extra = method.extra_step(model, rng, step, lr)
             terms = method.step(model, rng)
             loss = terms["total"]
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{method.name} training diverged at step {step} (loss {loss.item()}); lower [train] lr")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+            optimizer_step(opt, model, loss, f"{method.name} training", step)
             for k, v in list(terms.items()) + list(extra.items()):
                 sums[k] = sums.get(k, 0.0) + float(v.detach() if isinstance(v, torch.Tensor) else v)
             if step_in_epoch % 10 == 0:

@@ -11,7 +11,7 @@ projected with that camera's intrinsics and lens distortion. The loss is
   estimate from the confidence-weighted mean of all views' estimates, for the root-relative
   pose (in the shared world axes) and the root position separately, and
 * ``triangulation_weight`` x ``triangulation``: distance (metres) of each view's world-frame
-  estimate from the 3D triangulated from all views' 2D (:func:`triangulation_targets`: robust
+  estimate from the 3D triangulated from all views' 2D (:func:`training.methods.geometry.triangulate_rig`: robust
   DLT that leaves out a disagreeing view and drops joints that still reproject badly), again
   shape and root separately. The triangulated point is where the views' rays meet, the
   closed-form answer the reprojection term is slowly descending to; as a target it gives every
@@ -48,18 +48,7 @@ from training.synth import (
     scale_bones,
 )
 
-__all__ = ["MultiViewMethod", "clip_windows", "lift_views", "multiview_terms", "triangulation_targets"]
-
-MAX_TRIANGULATION_ERROR = 0.025
-"""A triangulated joint that reprojects farther than this fraction of the image's longer side
-from a view it used is no target (outliers, swaps, occlusion)."""
-
-
-def triangulation_targets(keypoints: torch.Tensor, rig: Rig, max_error: float = MAX_TRIANGULATION_ERROR) -> torch.Tensor:
-    """World-frame 3D (B, N, J, 3) triangulated from the views' 2D keypoints (B, V, N, J, 3),
-    screen coordinates with confidence, of the (B, V) ``rig``; NaN where too few views agree."""
-    return triangulate_rig(keypoints, rig, max_error)
-
+__all__ = ["MultiViewMethod", "clip_windows", "lift_views", "multiview_terms"]
 
 def triangulation_term(world: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean distance (metres) of world-frame estimates (B, V, N, J, 3) from triangulated targets
@@ -177,7 +166,7 @@ class MultiViewMethod:
         pred, frames = lift_views(model, x)
         targets = None
         if self.mc.triangulation_weight > 0:
-            targets = triangulation_targets(x[:, :, frames], rig)
+            targets = triangulate_rig(x[:, :, frames], rig)
         terms = multiview_terms(pred, x[:, :, frames], rig, targets)
         total = terms["reprojection"] + self.mc.consistency_weight * terms["consistency"]
         if targets is not None:
