@@ -79,7 +79,7 @@ def run(video: Path, fast: bool, frames: int | None, warmup_frames: int = 10) ->
     warmup()
     spec = SourceSpec("video", str(video), fast=fast)
     source = open_source(spec)
-    engine = engines.load("default", backend="auto")
+    engine = engines.load("default", backend="auto", spin=False)  # as realtime run loads it
     detector = MediaPipeDetector()
     empty = np.zeros((0, CANONICAL.num_joints, 3), np.float32)
     with Publisher("tcp://127.0.0.1:*", source=source.info()) as publisher:

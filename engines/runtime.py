@@ -174,7 +174,7 @@ class TorchEngine(Engine):
 class OnnxRuntimeEngine(Engine):
     backend = "onnxruntime"
 
-    def __init__(self, manifest: Manifest, device: str | None = None, threads: int = 0) -> None:
+    def __init__(self, manifest: Manifest, device: str | None = None, threads: int = 0, spin: bool = True) -> None:
         import onnxruntime as ort
 
         providers = ["CPUExecutionProvider"]
@@ -184,6 +184,8 @@ class OnnxRuntimeEngine(Engine):
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             opts.intra_op_num_threads = threads
+        if not spin:  # worker threads sleep between calls: CPU left to the threads beside us (see load)
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(manifest.artifact), opts, providers=providers)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for corrupt files
@@ -242,9 +244,9 @@ class TorchTensorRTEngine(Engine):
         return self._fn(torch.from_numpy(x).cuda()).float().cpu().numpy()
 
 
-def _from_manifest(manifest: Manifest, device: str | None) -> Engine:
+def _from_manifest(manifest: Manifest, device: str | None, spin: bool = True) -> Engine:
     if manifest.target == "onnx":
-        engine: Engine = OnnxRuntimeEngine(manifest, device)
+        engine: Engine = OnnxRuntimeEngine(manifest, device, spin=spin)
     elif manifest.target == "aoti":
         engine = AOTIEngine(manifest)
     elif manifest.target == "tensorrt":
@@ -270,12 +272,16 @@ def _auto_backend(device: str | None) -> str:
 
 
 def load(source: str | os.PathLike = "default", backend: str = "auto", *, device: str | None = None,
-         precision: str = "fp32", max_batch: int = 64, rebuild: bool = True) -> Engine:
+         precision: str = "fp32", max_batch: int = 64, rebuild: bool = True, spin: bool = True) -> Engine:
     """Load a lifter for inference.
 
     ``source``: ``"default"``, a checkpoint (``.safetensors``), or a built engine (its folder or
     artifact file, with ``manifest.json`` beside it). ``backend``: one of :data:`BACKENDS`.
-    ``device``: ``"cpu"`` or ``"cuda"`` for the torch and onnxruntime backends.
+    ``device``: ``"cpu"`` or ``"cuda"`` for the torch and onnxruntime backends. ``spin``: ONNX
+    Runtime's CPU worker threads busy-wait for the next call (its default: the lowest latency when
+    the lifter has the CPU to itself); ``False`` lets them sleep, which the realtime pipeline wants:
+    there, spinning threads take the cores from the 2D detector (on a 2-core machine they slowed
+    MediaPipe from 25 to 32 ms per frame, ``docs/benchmarks.md``).
     """
     if backend not in BACKENDS:
         raise EngineError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -286,7 +292,7 @@ def load(source: str | os.PathLike = "default", backend: str = "auto", *, device
                               f"{_BACKEND_OF[manifest.target]!r} or 'auto'")
         problem = compatibility_problem(manifest)
         if problem is None:
-            return _from_manifest(manifest, device)
+            return _from_manifest(manifest, device, spin)
         ckpt = manifest.checkpoint
         if not rebuild or ckpt is None or not ckpt.is_file():
             raise EngineError(f"{manifest.folder}: cannot use this engine here: {problem}; rebuild it with "
@@ -294,7 +300,7 @@ def load(source: str | os.PathLike = "default", backend: str = "auto", *, device
                               f"--precision {manifest.precision}`")
         log.warning("rebuilding %s engine: %s", manifest.target, problem)
         return load(ckpt, _BACKEND_OF[manifest.target], device=device, precision=manifest.precision,
-                    max_batch=manifest.max_batch)
+                    max_batch=manifest.max_batch, spin=spin)
     ckpt = resolve_checkpoint(source)
     if backend == "auto":
         backend = _auto_backend(device)
@@ -317,4 +323,4 @@ def load(source: str | os.PathLike = "default", backend: str = "auto", *, device
     target = _TARGET_OF[backend]
     manifest = build(ckpt, target, "fp32" if target == "onnx" else precision, max_batch,
                      log=lambda m: log.info(m))
-    return _from_manifest(manifest, device)
+    return _from_manifest(manifest, device, spin)

@@ -77,7 +77,7 @@ def _stream(args: argparse.Namespace, spec) -> int:
     publisher = detector = viewer = vmc = None
     try:
         publisher = Publisher(args.bind, source=source.info())
-        engine = engines.load(args.checkpoint, backend=args.backend)
+        engine = engines.load(args.checkpoint, backend=args.backend, spin=False)  # the CPU is shared with the detector
         scale = 1.0
         if args.height is not None:
             from engines.models import height_scale
