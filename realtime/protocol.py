@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -416,9 +416,14 @@ def encode(header: dict, joints: np.ndarray, rig: np.ndarray | None = None) -> l
     return _encode(header, joints, p, j, rig)
 
 
-def _encode(header: dict, joints: np.ndarray, p: int, j: int, rig: np.ndarray | None = None) -> list[bytes]:
+def _encode(header: dict, joints: np.ndarray, p: int, j: int, rig: np.ndarray | None = None,
+            stamp: Callable[[], int] | None = None) -> list[bytes]:
     """Frames for a header already known to be valid (``encode`` checked it, or ``make_header``
-    built it); the joints (and a v2 message's rig rows) are still checked against it."""
+    built it); the joints (and a v2 message's rig rows) are still checked against it.
+
+    ``stamp`` (e.g. ``time.monotonic_ns``): set ``header["t_publish_ns"]`` from it after the JSON
+    and the payload are written, so only a string join and a UTF-8 encode (~2 us) separate the
+    stamp from the send, instead of the whole header's JSON (~50-150 us)."""
     extra = []
     if header["v"] == PROTOCOL_VERSION_RIG:
         if rig is None:
@@ -431,11 +436,24 @@ def _encode(header: dict, joints: np.ndarray, p: int, j: int, rig: np.ndarray | 
     except (TypeError, ValueError):
         raise ProtocolError(f"joints must be a numeric array (P, 17, 3), got {type(joints).__name__}") from None
     _check_joints(arr, p, j)
+    if stamp is not None:
+        header["t_publish_ns"] = 0  # a placeholder; make_header puts the stamps before any free text
     try:
         text = _header_json(header)
     except (TypeError, ValueError) as exc:
         raise ProtocolError(f"header cannot be written as JSON: {exc}") from None
-    return [TOPIC, text.encode("utf-8"), arr.tobytes(), *extra]
+    payload = arr.tobytes()
+    if stamp is not None:
+        before, found, after = text.partition(_PUBLISH_PLACEHOLDER)
+        if not found:  # not a make_header layout: fall back to writing it all again
+            header["t_publish_ns"] = stamp()
+            return [TOPIC, _header_json(header).encode("utf-8"), payload, *extra]
+        header["t_publish_ns"] = t = stamp()
+        text = f'{before}"t_publish_ns":{t},{after}'
+    return [TOPIC, text.encode("utf-8"), payload, *extra]
+
+
+_PUBLISH_PLACEHOLDER = '"t_publish_ns":0,'
 
 
 def _rig_payload(rig: np.ndarray, shape: list[int]) -> bytes:

@@ -185,9 +185,9 @@ class Publisher(SocketOwner):
             raise ProtocolError(f"unknown timestamp key(s) {', '.join(sorted(unknown))}; known: {', '.join(STAGE_TIMESTAMPS)}")
         header = make_header(seq=self._seq, frame=frame, persons=persons, timestamps=stamps, source=self.source,
                              rig=rig is not None)
-        header["t_publish_ns"] = time.monotonic_ns()  # as late as possible: only JSON + copy follow
-        # make_header built and checked every field, so skip validate_header's second pass
-        frames = _encode(header, joints, len(header["persons"]), header["shape"][1], rig)
+        # make_header built and checked every field, so skip validate_header's second pass; the
+        # publish stamp is taken after the JSON is written: only a string join and the send follow
+        frames = _encode(header, joints, len(header["persons"]), header["shape"][1], rig, stamp=time.monotonic_ns)
         self._seq += 1
         try:
             self._sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=True)

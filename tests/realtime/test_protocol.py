@@ -58,6 +58,26 @@ def with_header(frames: list[bytes], change) -> list[bytes]:
 # --- round trips ---------------------------------------------------------------------------------
 
 
+def test_publish_stamp_is_taken_after_the_header_is_written_and_lands_in_it():
+    """The publisher stamps t_publish_ns once the JSON exists (only a join and the send follow);
+    the value on the wire is the returned one, even when a person carries text that looks like it."""
+    from realtime.protocol import _encode
+
+    calls = []
+
+    def clock() -> int:
+        calls.append(1)
+        return 123_456_789_012
+
+    people = [dict(person(3), note='"t_publish_ns":0,'), person(4)]
+    header = make_header(seq=1, frame=2, persons=people, timestamps={"t_capture_ns": 10}, source={"kind": "x"})
+    frames = _encode(header, joints_for(2), 2, J, stamp=clock)
+    got_header, got_joints = decode(frames)
+    assert calls == [1] and header["t_publish_ns"] == got_header["t_publish_ns"] == 123_456_789_012
+    assert got_header == header and got_header["persons"][0]["note"] == '"t_publish_ns":0,'
+    np.testing.assert_array_equal(got_joints, joints_for(2))
+
+
 @pytest.mark.parametrize("p", [0, 1, 3])
 def test_round_trip(p):
     header = header_for(p)
