@@ -76,7 +76,6 @@ def test_load_checkpoint_backends_agree_and_auto_is_onnxruntime_on_cpu(cache):
     assert auto.body_size_m == eager.body_size_m > 3.0
 
 
-
 def test_engine_for_a_shared_cpu_does_not_spin_and_gives_the_same_joints(cache, small_ckpt):
     """The realtime pipeline loads the lifter with spin=False so ONNX Runtime's idle worker threads
     sleep instead of taking the cores from the 2D detector; the numbers must not change."""
@@ -87,6 +86,7 @@ def test_engine_for_a_shared_cpu_does_not_spin_and_gives_the_same_joints(cache, 
     with pytest.raises(RuntimeError):  # ONNX Runtime's default (spinning) is left alone otherwise
         spinning.session.get_session_options().get_session_config_entry(entry)
     np.testing.assert_array_equal(sleeping.infer(x), spinning.infer(x))
+
 
 def test_missing_tensorrt_falls_back_with_one_log_line(cache, small_ckpt, caplog):
     with caplog.at_level(logging.WARNING, logger="posestream.engines"):
