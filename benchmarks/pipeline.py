@@ -58,18 +58,21 @@ def _stage_spans(stamps: list[dict[str, int]], receipts: np.ndarray) -> dict[str
     return spans
 
 
-def run(video: Path, fast: bool, frames: int | None, warmup_frames: int = 10) -> dict[str, Any]:
+def run(video: Path, fast: bool, frames: int | None, warmup_frames: int = 10, detector: str = "mediapipe",
+        max_persons: int = 1) -> dict[str, Any]:
     """One pipeline run on ``video`` with a subscriber process; see the module docstring.
 
     The first ``warmup_frames`` published frames are left out of every latency statistic (caches,
-    allocator, the subscriber's first wake-ups); fps counts the whole run.
+    allocator, the subscriber's first wake-ups); fps counts the whole run. ``detector``:
+    ``mediapipe`` (the targets' detector) or ``blazepose`` (the port on ONNX Runtime, following
+    ``max_persons`` people; 1 does what MediaPipe does).
     """
     import engines
     from benchmarks.machine import describe
     from benchmarks.resources import ResourceMeter
     from benchmarks.transport import RemoteSubscriber
     from engines.skeleton import CANONICAL
-    from realtime.detect2d import MediaPipeDetector
+    from realtime.detect2d import make_detector
     from realtime.lift import Lifter
     from realtime.pipeline import Pipeline, PipelineConfig
     from realtime.publish import Publisher
@@ -80,7 +83,7 @@ def run(video: Path, fast: bool, frames: int | None, warmup_frames: int = 10) ->
     spec = SourceSpec("video", str(video), fast=fast)
     source = open_source(spec)
     engine = engines.load("default", backend="auto", spin=False)  # as realtime run loads it
-    detector = MediaPipeDetector()
+    detector = make_detector(detector, **({"max_persons": max_persons} if detector == "blazepose" else {}))
     empty = np.zeros((0, CANONICAL.num_joints, 3), np.float32)
     with Publisher("tcp://127.0.0.1:*", source=source.info()) as publisher:
         subscriber = RemoteSubscriber(publisher.endpoint)
@@ -103,6 +106,7 @@ def run(video: Path, fast: bool, frames: int | None, warmup_frames: int = 10) ->
     return {
         "machine": describe("numpy", "cv2", "mediapipe", "onnxruntime", "torch", "zmq"),
         "video": str(video), "source": source.info(), "paced": not fast, "lifter_backend": engine.backend,
+        "detector": detector.name, **({"max_persons": max_persons} if detector.name == "blazepose" else {}),
         "captured": stats.captured, "published": stats.published, "with_person": stats.with_person,
         "dropped": stats.dropped, "wall_s": stats.wall_s, "fps": fps, "warmup_frames": skip.start,
         "received_by_subscriber": int(np.isfinite(spans["transport"]).sum()),
@@ -121,7 +125,7 @@ def run(video: Path, fast: bool, frames: int | None, warmup_frames: int = 10) ->
 
 
 STAGE_LABELS = {
-    "wait_for_detector": "waiting for the detector (queue + busy)", "detection": "detection (MediaPipe)",
+    "wait_for_detector": "waiting for the detector (queue + busy)", "detection": "detection (2D detector)",
     "queue_to_lifter": "queue to the lifter", "lifting": "lifting", "queue_to_publisher": "queue to the publisher",
     "smoothing": "smoothing (One Euro)", "publishing": "publishing (header, send)",
     "transport": "transport to the subscriber process", "to_subscriber": "capture -> subscriber receipt",
@@ -129,7 +133,7 @@ STAGE_LABELS = {
 
 
 def markdown(r: dict[str, Any]) -> str:
-    rows = [("capture -> publish", r["latency_ms"]), ("detector (MediaPipe)", r["detect_ms"]),
+    rows = [("capture -> publish", r["latency_ms"]), (f"detector ({r.get('detector', 'mediapipe')})", r["detect_ms"]),
             ("lifter", r["lift_ms"]), ("smoothing + publishing", r["smooth_publish_ms"]),
             ("pipeline overhead", r["overhead_ms"]),
             ("... of which waiting for the detector", r["wait_for_detector_ms"])]
@@ -164,13 +168,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--video", default=None)
     ap.add_argument("--fast", action="store_true")
     ap.add_argument("--frames", type=int, default=None)
+    ap.add_argument("--detector", default="mediapipe", choices=("mediapipe", "blazepose"))
+    ap.add_argument("--max-persons", type=int, default=1, help="blazepose: people tracked (default 1)")
     ap.add_argument("--json", dest="json_out", default=None)
     args = ap.parse_args(argv)
     video = Path(args.video) if args.video else default_video()
     if not video.is_file():
         print(f"error: {video} not found; pass --video", flush=True)
         return 2
-    report = run(video, args.fast, args.frames)
+    report = run(video, args.fast, args.frames, detector=args.detector, max_persons=args.max_persons)
     print(markdown(report))
     print(json.dumps(report["targets"]))
     if args.json_out:

@@ -66,6 +66,9 @@ def _stream(args: argparse.Namespace, spec) -> int:
         make_detector(args.detector)  # raises the sentence naming the choices
     if args.device != "cpu" and args.detector == "mediapipe":
         make_detector(args.detector, args.device)  # raises: mediapipe is CPU only
+    if args.max_persons is not None and (args.detector != "blazepose" or args.max_persons < 1):
+        raise ValueError("--max-persons takes a whole number from 1 and applies to --detector blazepose "
+                         "(mediapipe follows one person)")
     if args.backend not in engines.BACKENDS:
         raise ValueError(f"unknown backend {args.backend!r}; choose one of {', '.join(engines.BACKENDS)}")
     if args.height is not None:
@@ -83,7 +86,8 @@ def _stream(args: argparse.Namespace, spec) -> int:
             from engines.models import height_scale
 
             scale = height_scale(args.height, engine.body_size_m)
-        detector = make_detector(args.detector, args.device)
+        detector = make_detector(args.detector, args.device,
+                                 **({} if args.max_persons is None else {"max_persons": args.max_persons}))
         smoother = None
         if not args.no_smoothing:
             warmup()
@@ -205,6 +209,8 @@ def _stream_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=float, default=None, help="frame rate for image folders (default 30) or to override a file's")
     p.add_argument("--detector", default="mediapipe", help="2D detector: mediapipe (default) or blazepose")
     p.add_argument("--device", default="cpu", help="2D detector device: cpu (default) or cuda (blazepose only)")
+    p.add_argument("--max-persons", type=int, default=None,
+                   help="blazepose: people tracked at once (default 4; 1 follows one person as MediaPipe does)")
     p.add_argument("--backend", default="auto", help="lifter engine backend (engines.BACKENDS; default auto)")
     p.add_argument("--checkpoint", default="default", help="lifter checkpoint or built engine (default: shipped model)")
     p.add_argument("--bind", default=DEFAULT_ENDPOINT, help=f"ZeroMQ PUB endpoint (default {DEFAULT_ENDPOINT}, loopback)")

@@ -68,7 +68,8 @@ def test_latency_report_is_complete(latency_dir: Path) -> None:
     for key in ("machine", "settings", "pipeline", "engines", "smoothing", "transport", "targets", "includes"):
         assert key in report
     assert {"cpu", "cores", "torch", "onnxruntime", "mediapipe", "load_average_1_5_15"} <= set(report["machine"])
-    assert set(report["pipeline"]) == {"native rate", "unpaced"}
+    assert set(report["pipeline"]) == {"native rate", "unpaced", "native rate, port"}
+    assert report["pipeline"]["native rate, port"]["detector"] == "blazepose"
     for run in report["pipeline"].values():
         assert run["published"] > 0 and run["received_by_subscriber"] > 0
         for key in ("latency_ms", "overhead_ms", "wait_for_detector_ms", "detect_ms", "lift_ms", "capture_ms"):
@@ -86,7 +87,7 @@ def test_latency_report_is_complete(latency_dir: Path) -> None:
     assert {(r["transport"], r["persons"]) for r in report["transport"]} == {("tcp", 1), ("tcp", 8), ("ipc", 1), ("ipc", 8)}
     assert all(0 < r["received"] <= r["sent"] for r in report["transport"])  # a busy subscriber may miss some
     issues = [t["issue"] for t in report["targets"]]
-    assert issues.count(4) == 3 and issues.count(5) == 4 and issues.count(6) == 2
+    assert issues.count(4) == 3 and issues.count(5) == 5 and issues.count(6) == 2
     det = report["detector"]
     assert set(det["pipeline_cpu"]) == {"mediapipe", "port onnxruntime", "port torch"}
     assert all(0 < s["p50_ms"] <= s["p99_ms"] for s in det["pipeline_cpu"].values())

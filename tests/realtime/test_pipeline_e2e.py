@@ -145,6 +145,7 @@ def test_no_person_frames_say_so(tmp_path):
     (["--video", "CAM04", "--detector", "openpose"], "unknown detector 'openpose'"),
     (["--video", "CAM04", "--backend", "coreml"], "unknown backend 'coreml'"),
     (["--video", "CAM04", "--height", "180"], "height must be given in metres"),
+    (["--video", "CAM04", "--max-persons", "2"], "--max-persons takes a whole number from 1 and applies to"),
 ])
 def test_bad_input_is_one_sentence(args, expect, cam04):
     args = [cam04 if a == "CAM04" else a for a in args]
