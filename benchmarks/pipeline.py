@@ -83,21 +83,21 @@ def run(video: Path, fast: bool, frames: int | None, warmup_frames: int = 10, de
     spec = SourceSpec("video", str(video), fast=fast)
     source = open_source(spec)
     engine = engines.load("default", backend="auto", spin=False)  # as realtime run loads it
-    detector = make_detector(detector, **({"max_persons": max_persons} if detector == "blazepose" else {}))
+    detector_2d = make_detector(detector, **({"max_persons": max_persons} if detector == "blazepose" else {}))
     empty = np.zeros((0, CANONICAL.num_joints, 3), np.float32)
     with Publisher("tcp://127.0.0.1:*", source=source.info()) as publisher:
         subscriber = RemoteSubscriber(publisher.endpoint)
         try:
             subscriber.connect(lambda: publisher.send(empty, frame=0, timestamps={}, persons=[]))
             config = PipelineConfig(max_frames=frames, status=False, live=spec.live, keep_stamps=True)
-            pipeline = Pipeline(config, source, detector, Lifter(engine), publisher, SkeletonSmoother())
+            pipeline = Pipeline(config, source, detector_2d, Lifter(engine), publisher, SkeletonSmoother())
             with ResourceMeter() as meter:
                 stats = pipeline.run()
             receipts = subscriber.collect()
         finally:
             subscriber.close()
     source.release()
-    detector.close()
+    detector_2d.close()
     skip = slice(min(warmup_frames, max(len(stats.stamps) - 1, 0)), None)
     spans = {k: v[skip] for k, v in _stage_spans(stats.stamps, receipts).items()}
     lat, det, lift = (np.asarray(v)[skip] for v in (stats.latency_ms, stats.detect_ms, stats.lift_ms))
@@ -106,7 +106,7 @@ def run(video: Path, fast: bool, frames: int | None, warmup_frames: int = 10, de
     return {
         "machine": describe("numpy", "cv2", "mediapipe", "onnxruntime", "torch", "zmq"),
         "video": str(video), "source": source.info(), "paced": not fast, "lifter_backend": engine.backend,
-        "detector": detector.name, **({"max_persons": max_persons} if detector.name == "blazepose" else {}),
+        "detector": detector, **({"max_persons": max_persons} if detector == "blazepose" else {}),
         "captured": stats.captured, "published": stats.published, "with_person": stats.with_person,
         "dropped": stats.dropped, "wall_s": stats.wall_s, "fps": fps, "warmup_frames": skip.start,
         "received_by_subscriber": int(np.isfinite(spans["transport"]).sum()),

@@ -445,9 +445,8 @@ def _encode(header: dict, joints: np.ndarray, p: int, j: int, rig: np.ndarray | 
     payload = arr.tobytes()
     if stamp is not None:
         before, found, after = text.partition(_PUBLISH_PLACEHOLDER)
-        if not found:  # not a make_header layout: fall back to writing it all again
-            header["t_publish_ns"] = stamp()
-            return [TOPIC, _header_json(header).encode("utf-8"), payload, *extra]
+        if not found:
+            raise ProtocolError("stamp= needs a header built by make_header (its timestamps precede the rest)")
         header["t_publish_ns"] = t = stamp()
         text = f'{before}"t_publish_ns":{t},{after}'
     return [TOPIC, text.encode("utf-8"), payload, *extra]

@@ -16,7 +16,9 @@ host clock) go to a status line on stdout once per second.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,9 +82,6 @@ def run_viewer(config: ViewerConfig) -> int:
     (``ProtocolError``, a ``ValueError``) propagates for the CLI to report.
     """
     import open3d as o3d  # heavy: imported only when a viewer actually starts
-
-    import signal
-    import threading
 
     # Ctrl-C sets a flag the loop checks: a KeyboardInterrupt raised inside Open3D's C++ calls
     # can be swallowed there, and then the window would never close

@@ -113,12 +113,14 @@ def _batches(sampler, tc, noise, rng: np.random.Generator, seed: list[int], pin:
     yield from loader
 
 
-def optimizer_step(opt: torch.optim.Optimizer, model: nn.Module, loss: torch.Tensor, what: str, step: int | None = None) -> None:
+def optimizer_step(opt: torch.optim.Optimizer, model: nn.Module, loss: torch.Tensor, what: str, step: int | None = None,
+                   fix: str = "lower [train] lr") -> None:
     """One optimiser step on ``loss`` with gradients clipped to norm 1; a non-finite loss stops
-    the run with one sentence (``what`` names the run) instead of poisoning the weights."""
+    the run with one sentence (``what`` names the run, ``fix`` what to change) instead of
+    poisoning the weights."""
     if not torch.isfinite(loss):
         at = f" at step {step}" if step is not None else ""
-        raise FloatingPointError(f"{what} diverged{at} (loss {loss.item()}); lower [train] lr")
+        raise FloatingPointError(f"{what} diverged{at} (loss {loss.item()}); {fix}")
     opt.zero_grad(set_to_none=True)
     loss.backward()
     nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -6,6 +6,7 @@ import json
 import logging
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -46,8 +47,6 @@ def test_onnx_build_is_cached_and_matches_torch(cache, small_ckpt):
     assert m.doc["device"]["kind"] == "cpu" and m.doc["versions"]["onnx"]
     # every size but the batch is a constant in the graph: ONNX Runtime computes no shapes per call
     # (nn.MultiheadAttention's own shape arithmetic once made up half of the shipped model's nodes)
-    import onnx
-
     ops = [n.op_type for n in onnx.load(str(m.artifact)).graph.node]
     assert "Shape" not in ops and ops.count("Softmax") == 2
     mtime = m.artifact.stat().st_mtime_ns

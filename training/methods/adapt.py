@@ -27,9 +27,9 @@ from torch import nn
 
 from training import metrics
 from training.methods.clips import MultiViewClip
-from training.train import optimizer_step
 from training.methods.geometry import Rig, triangulate_rig
 from training.methods.multiview import clip_windows, lift_views, multiview_terms
+from training.train import optimizer_step
 
 __all__ = ["AdaptSettings", "adapt", "clip_report", "predict_clip"]
 
@@ -75,7 +75,7 @@ def adapt(model: nn.Module, clips: list[MultiViewClip], settings: AdaptSettings 
         loss = terms["reprojection"] + settings.consistency_weight * terms["consistency"]
         if target is not None:
             loss = loss + settings.triangulation_weight * terms["triangulation"]
-        optimizer_step(opt, model, loss, "adaptation")
+        optimizer_step(opt, model, loss, "adaptation", fix="lower --lr")
         losses.append(float(loss.detach()))
     model.eval()
     return losses

@@ -50,6 +50,7 @@ from training.synth import (
 
 __all__ = ["MultiViewMethod", "clip_windows", "lift_views", "multiview_terms"]
 
+
 def triangulation_term(world: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean distance (metres) of world-frame estimates (B, V, N, J, 3) from triangulated targets
     (B, N, J, 3, NaN = none): root-relative shape where the target's joint and root exist, plus
