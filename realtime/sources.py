@@ -6,6 +6,13 @@ Files and image folders are *replayed at their native frame rate* by default, so
 a camera (``fast=True``: as fast as they decode); ``loop=True`` starts them over at the end.
 Cameras and streams are live: a read that fails is retried (reopening the device) for
 ``retry_s`` seconds before :class:`SourceError` says the camera is gone.
+
+Decoding: a live stream or a file replayed at its native rate is decoded by one FFmpeg thread.
+FFmpeg's default frame threading (one thread per core) buys throughput that a 30 fps source does
+not need, holds frames back in its pipeline (a real delay on a live stream) and takes cores from
+the detector: on the 2-core development machine, one thread lowered the pipeline overhead's
+median by about a millisecond (``python -m benchmarks pipeline``). ``fast=True`` files keep
+FFmpeg's default, where throughput is the point.
 """
 
 from __future__ import annotations
@@ -85,18 +92,22 @@ class FrameSource:
         fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = spec.fps or (fps if 1.0 <= fps <= 1000.0 else 30.0)
 
+    def _decoder_params(self) -> list[int]:
+        """OpenCV open parameters for files and streams: one decoding thread unless ``fast`` (module docstring)."""
+        return [] if self.spec.fast else [self._cv2.CAP_PROP_N_THREADS, 1]
+
     def _open(self):
         cv2, spec = self._cv2, self.spec
         if spec.kind == "video":
             path = Path(spec.location)
             if not path.is_file():
                 raise SourceError(f"video file {path} does not exist")
-            cap = cv2.VideoCapture(str(path))
+            cap = cv2.VideoCapture(str(path), cv2.CAP_ANY, self._decoder_params())
             if not cap.isOpened():
                 raise SourceError(f"{path}: OpenCV could not open it as a video (corrupt or unsupported format)")
             return cap
         if spec.kind == "url":
-            cap = cv2.VideoCapture(spec.location)
+            cap = cv2.VideoCapture(spec.location, cv2.CAP_ANY, self._decoder_params())
             if not cap.isOpened():
                 raise SourceError(f"could not open the stream {spec.location} (check the URL and that it is reachable)")
             return cap

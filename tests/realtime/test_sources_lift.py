@@ -39,6 +39,21 @@ def test_video_is_replayed_at_its_native_rate_and_loops(cam04):
     assert elapsed >= 129 / 60 * 0.95  # paced like a 60 fps camera, not decoded as fast as possible
 
 
+def test_paced_video_decodes_on_one_thread_with_the_same_pixels(cam04):
+    import cv2
+
+    paced, fast = (open_source(SourceSpec("video", str(cam04), fast=f)) for f in (False, True))
+    default_threads = cv2.VideoCapture(str(cam04)).get(cv2.CAP_PROP_N_THREADS)
+    try:
+        assert paced._cap.get(cv2.CAP_PROP_N_THREADS) == 1  # leaves the cores to the detector
+        assert fast._cap.get(cv2.CAP_PROP_N_THREADS) == default_threads  # throughput: FFmpeg's default
+        for _ in range(3):
+            assert np.array_equal(paced.read().image, fast.read().image)
+    finally:
+        paced.release()
+        fast.release()
+
+
 def test_video_frames_for_offline_work(cam04, tmp_path):
     every = list(video_frames(cam04))
     assert len(every) == 100 and every[0].shape == (1920, 1088, 3)
