@@ -310,7 +310,7 @@ def load(source: str | os.PathLike = "default", backend: str = "auto", *, device
         ok, why = (tensorrt_backend if backend == "tensorrt" else torch_tensorrt_backend).available()
         if not ok:
             fallback = "aoti" if torch.cuda.is_available() and device != "cpu" else "onnxruntime"
-            log.warning("%s unavailable (%s); falling back to %s", backend, why, fallback)
+            log.warning("%s unavailable: %s; falling back to %s", backend, why.rstrip("."), fallback)
             backend = fallback
     if backend == "torch":
         return TorchEngine(ckpt, device)
