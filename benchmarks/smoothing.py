@@ -92,9 +92,9 @@ def measure(iterations: int, numpy_iterations: int) -> list[dict[str, Any]]:
     rows = []
     one = _frames(1)[:, 0]
     one64 = one.astype(np.float64)
-    state, cfg = new_state(JOINTS), OneEuroConfig().as_tuple()
+    state, cfg, out = new_state(JOINTS), OneEuroConfig().as_tuple(), np.empty((JOINTS, 3), np.float32)
     rows.append(_row("kernel", "numba", 1, _time(
-        lambda i: _one_euro_step_numba(one64[i % SEQUENCE], i / 30.0, state, *cfg), iterations, 1000)))
+        lambda i: _one_euro_step_numba(one64[i % SEQUENCE], i / 30.0, state, *cfg, out), iterations, 1000)))
 
     crowd = _frames(8, seed=1)
     frames8 = [{pid: crowd[i, pid] for pid in range(8)} for i in range(SEQUENCE)]

@@ -65,8 +65,8 @@ _F64 = np.dtype(np.float64)
 # array rather than six keeps the compiled kernel's call cheap (Numba unboxes every array
 # argument on every call: with six that alone cost about a microsecond). Columns of rows 0..J-1:
 #   0:3  x_prev       previous raw (valid) sample of each joint, metres
-#   3:6  y_prev       previous filtered value of each joint, metres (NaN until first seen). This
-#                     is also the filter's output after a step, so the kernels allocate nothing.
+#   3:6  y_prev       previous filtered value of each joint, metres (NaN until first seen): the
+#                     filter's output, which a step also copies to the caller's float32 ``out``.
 #   6:9  dx_prev      previous smoothed speed, m/s
 #   9    t_prev       time of each joint's last valid sample, seconds
 #   10   initialised  1.0 once the joint has had a valid sample, else 0.0
@@ -130,7 +130,8 @@ def state_views(state: OneEuroState) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def one_euro_step_numpy(
-    x: np.ndarray, t: float, state: OneEuroState, min_cutoff: float, beta: float, d_cutoff: float
+    x: np.ndarray, t: float, state: OneEuroState, min_cutoff: float, beta: float, d_cutoff: float,
+    out: np.ndarray,
 ) -> None:
     """Filter one skeleton in place: the plain NumPy reference of :func:`_one_euro_step_numba`.
 
@@ -140,11 +141,20 @@ def one_euro_step_numpy(
         t: timestamp of ``x`` in seconds (any origin, the same for every call on this state).
         state: from :func:`new_state`; updated in place.
         min_cutoff, beta, d_cutoff: see :class:`OneEuroConfig` (``OneEuroConfig.as_tuple()``).
+        out: ``(J, 3)`` float32, receives the filtered skeleton (NaN for joints never seen); the
+            same values, in float64, stay in ``state_views(state)[1]``.
 
-    The filtered skeleton is ``state_views(state)[1]`` afterwards: ``(J, 3)`` float64, NaN for
-    joints never seen. Nothing is returned so that the compiled twin neither allocates nor boxes
-    an array.
+    Nothing is returned: the caller allocates ``out``, so the compiled twin neither allocates
+    nor boxes an array, and the float64 -> float32 copy happens inside the kernel (a NumPy
+    ``astype`` of the strided state view cost more than the whole compiled step).
     """
+    _numpy_step(x, t, state, min_cutoff, beta, d_cutoff)
+    out[...] = state_views(state)[1]
+
+
+def _numpy_step(
+    x: np.ndarray, t: float, state: OneEuroState, min_cutoff: float, beta: float, d_cutoff: float
+) -> None:
     x_prev, y_prev, dx_prev, t_prev, initialised, t_last = state_views(state)
     if not t > t_last[0]:  # repeated, out of order, or NaN timestamp: nothing changes
         return
@@ -179,9 +189,20 @@ def one_euro_step_numpy(
 
 @njit(cache=True)
 def _one_euro_step_numba(
-    x: np.ndarray, t: float, state: OneEuroState, min_cutoff: float, beta: float, d_cutoff: float
+    x: np.ndarray, t: float, state: OneEuroState, min_cutoff: float, beta: float, d_cutoff: float,
+    out: np.ndarray,
 ) -> None:
     """Numba twin of :func:`one_euro_step_numpy`: same arguments, same result, loops per joint."""
+    _numba_step(x, t, state, min_cutoff, beta, d_cutoff)
+    for j in range(x.shape[0]):
+        for k in range(3):
+            out[j, k] = state[j, _Y + k]
+
+
+@njit(cache=True)
+def _numba_step(
+    x: np.ndarray, t: float, state: OneEuroState, min_cutoff: float, beta: float, d_cutoff: float
+) -> None:
     J = x.shape[0]
     if not t > state[J, 0]:
         return
@@ -240,7 +261,6 @@ class OneEuroFilter:
     def reset(self) -> None:
         """Forget everything: the next call passes its sample through as a first sample."""
         self._state = new_state(self.joints)
-        self._output = self._state[: self.joints, _Y:_DX]  # a view: the filtered skeleton after each step
         self._t0_ns: int | None = None
 
     def __call__(self, x: np.ndarray, t_ns: int) -> np.ndarray:
@@ -264,9 +284,9 @@ class OneEuroFilter:
         t_ns = operator.index(t_ns)
         if self._t0_ns is None:
             self._t0_ns = t_ns  # seconds from the first frame keep full float64 precision
-        t = (t_ns - self._t0_ns) * 1e-9
-        self._step(arr, t, self._state, *self._cfg)
-        return self._output.astype(np.float32)
+        out = np.empty((self.joints, 3), dtype=np.float32)
+        self._step(arr, (t_ns - self._t0_ns) * 1e-9, self._state, *self._cfg, out)
+        return out
 
 
 class SkeletonSmoother:
@@ -319,8 +339,8 @@ def warmup(joints: int = 17) -> None:
     cfg = OneEuroConfig().as_tuple()
     for dtype in (np.float64, np.float32):
         state = new_state(joints)
-        x = np.zeros((joints, 3), dtype=dtype)
-        _one_euro_step_numba(x, 0.0, state, *cfg)
+        x, out = np.zeros((joints, 3), dtype=dtype), np.empty((joints, 3), dtype=np.float32)
+        _one_euro_step_numba(x, 0.0, state, *cfg, out)
         x[0] = np.nan
-        _one_euro_step_numba(x, 1.0 / 30.0, state, *cfg)
-        _one_euro_step_numba(x, 1.0 / 30.0, state, *cfg)
+        _one_euro_step_numba(x, 1.0 / 30.0, state, *cfg, out)
+        _one_euro_step_numba(x, 1.0 / 30.0, state, *cfg, out)

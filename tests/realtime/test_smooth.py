@@ -63,9 +63,13 @@ def test_numba_kernel_matches_numpy_reference(cfg: OneEuroConfig) -> None:
     times_np, times_nb = np.empty((len(ts), J)), np.empty((len(ts), J))
     flags_np, flags_nb = np.empty((len(ts), J), bool), np.empty((len(ts), J), bool)
     v_np, v_nb = state_views(s_np), state_views(s_nb)
+    out_np, out_nb = np.empty((J, 3), np.float32), np.empty((J, 3), np.float32)
     for i, (x, t) in enumerate(zip(xs, ts)):
-        one_euro_step_numpy(x, float(t), s_np, *c)
-        _one_euro_step_numba(x, float(t), s_nb, *c)
+        one_euro_step_numpy(x, float(t), s_np, *c, out_np)
+        _one_euro_step_numba(x, float(t), s_nb, *c, out_nb)
+        # the caller's float32 output is the state's filtered skeleton, on every path
+        np.testing.assert_array_equal(out_np, v_np[1].astype(np.float32))
+        np.testing.assert_array_equal(out_nb, v_nb[1].astype(np.float32))
         hist_np[i], hist_nb[i] = v_np[:3], v_nb[:3]
         times_np[i], times_nb[i] = v_np[3], v_nb[3]
         flags_np[i], flags_nb[i] = v_np[4], v_nb[4]
