@@ -22,6 +22,7 @@ back with one log line.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from dataclasses import asdict
@@ -200,12 +201,26 @@ class OnnxRuntimeEngine(Engine):
         return self.session.run(None, {self.input_name: x})[0]
 
 
+def _load_aoti_package(path: Path, single_threaded: bool):
+    """``torch._inductor.aoti_load_package``, asking for the single-threaded runner where this
+    torch offers it (the option is recent; an older torch loads the pooled runner)."""
+    load_package = torch._inductor.aoti_load_package
+    if single_threaded and "run_single_threaded" in inspect.signature(load_package).parameters:
+        return load_package(str(path), run_single_threaded=True)
+    return load_package(str(path))
+
+
 class AOTIEngine(Engine):
     backend = "aoti"
 
     def __init__(self, manifest: Manifest, cuda_graphs: bool = True) -> None:
+        # By default the package's runner guards a pool of model instances with CUDA events that
+        # it records and waits on around every run; waiting on an event inside a CUDA graph capture
+        # is illegal, which is how the capture failed on an H100 ("operation failed due to a
+        # previous error during capture"). The single-threaded runner drops that logic (torch
+        # documents it for CUDA graphs); CudaGraphReplay is single-threaded anyway.
         try:
-            runner = torch._inductor.aoti_load_package(str(manifest.artifact))
+            runner = _load_aoti_package(manifest.artifact, single_threaded=cuda_graphs)
         except Exception as exc:  # noqa: BLE001 - torch raises many types here
             raise EngineError(f"{manifest.artifact}: AOTInductor cannot load it ({str(exc).splitlines()[0]}); "
                               f"rebuild it with `engines build --target aoti`") from None

@@ -204,3 +204,30 @@ def test_cli_errors_are_one_sentence(cache, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error:") and "engines build" in err and "Traceback" not in err
     assert engines_main(["build", "--checkpoint", str(tmp_path / "missing.safetensors"), "--target", "onnx"]) == 2
+
+
+def test_aoti_engine_loads_the_runner_that_cuda_graphs_can_capture(monkeypatch, tmp_path):
+    """AOTInductor's default runner waits on CUDA events around every run, which made the CUDA
+    graph capture fail on an H100; with graphs on, the engine must ask for the single-threaded
+    runner (and a torch too old to offer it still loads). CPU-only: the loader is a stand-in."""
+    from engines.artifacts import Manifest
+    from engines.runtime import AOTIEngine, CudaGraphReplay
+
+    asked = []
+
+    def load_package(path, run_single_threaded=False, device_index=-1):
+        asked.append(run_single_threaded)
+        return lambda x: x
+
+    def old_load_package(path):
+        asked.append("old")
+        return lambda x: x
+
+    manifest = Manifest(tmp_path, {"target": "aoti", "precision": "fp32", "max_batch": 8, "artifact": "model.pt2",
+                                   "model": {"receptive_field": 27}})
+    monkeypatch.setattr(torch._inductor, "aoti_load_package", load_package)
+    assert isinstance(AOTIEngine(manifest, cuda_graphs=True)._fn, CudaGraphReplay)
+    assert not isinstance(AOTIEngine(manifest, cuda_graphs=False)._fn, CudaGraphReplay)
+    monkeypatch.setattr(torch._inductor, "aoti_load_package", old_load_package)
+    AOTIEngine(manifest, cuda_graphs=True)
+    assert asked == [True, False, "old"]
