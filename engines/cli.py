@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="engines",
         description="Model runtime for posestream: the canonical skeleton every model, message and "
-        "viewer shares, and (coming) compiled inference engines behind one interface.",
+        "viewer shares, and compiled inference engines (build, info, verify) behind one interface.",
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     p = sub.add_parser("skeleton", help="print the canonical 17-joint skeleton with its definitions")
