@@ -7,12 +7,13 @@ a camera (``fast=True``: as fast as they decode); ``loop=True`` starts them over
 Cameras and streams are live: a read that fails is retried (reopening the device) for
 ``retry_s`` seconds before :class:`SourceError` says the camera is gone.
 
-Decoding: a live stream or a file replayed at its native rate is decoded by one FFmpeg thread.
-FFmpeg's default frame threading (one thread per core) buys throughput that a 30 fps source does
-not need, holds frames back in its pipeline (a real delay on a live stream) and takes cores from
-the detector: on the 2-core development machine, one thread lowered the pipeline overhead's
-median by about a millisecond (``python -m benchmarks pipeline``). ``fast=True`` files keep
-FFmpeg's default, where throughput is the point.
+Decoding: a live stream or a file replayed at its native rate is decoded by one FFmpeg thread
+when it is no heavier than 1080p at 60 fps. FFmpeg's default frame threading (one thread per
+core) buys throughput that such a source does not need, holds frames back in its pipeline (a real
+delay on a live stream) and takes cores from the detector: on the 2-core development machine, one
+thread lowered the pipeline overhead's median by about a millisecond (``python -m benchmarks
+pipeline``; one 1768x994 frame decodes in about 6 ms). Heavier sources (4K) and ``fast=True``
+files keep FFmpeg's default, where one thread might not keep up or throughput is the point.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 __all__ = ["IMAGE_SUFFIXES", "Frame", "FrameSource", "SourceError", "SourceSpec", "open_source", "video_frames"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+ONE_THREAD_MAX_PIXEL_RATE = 1920 * 1088 * 60  # 1080p60 as coded (1088 lines): what one FFmpeg thread is asked to decode
 
 
 class SourceError(OSError):
@@ -92,9 +94,18 @@ class FrameSource:
         fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = spec.fps or (fps if 1.0 <= fps <= 1000.0 else 30.0)
 
-    def _decoder_params(self) -> list[int]:
-        """OpenCV open parameters for files and streams: one decoding thread unless ``fast`` (module docstring)."""
-        return [] if self.spec.fast else [self._cv2.CAP_PROP_N_THREADS, 1]
+    def _open_decoder(self, location: str):
+        """A ``cv2.VideoCapture`` for a file or stream, on one decoding thread unless ``fast`` or
+        the source is heavier than :data:`ONE_THREAD_MAX_PIXEL_RATE` (module docstring)."""
+        cv2 = self._cv2
+        if self.spec.fast:
+            return cv2.VideoCapture(location)
+        cap = cv2.VideoCapture(location, cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, 1])
+        pixels = cap.get(cv2.CAP_PROP_FRAME_WIDTH) * cap.get(cv2.CAP_PROP_FRAME_HEIGHT)
+        if cap.isOpened() and pixels * (self.spec.fps or cap.get(cv2.CAP_PROP_FPS) or 30.0) > ONE_THREAD_MAX_PIXEL_RATE:
+            cap.release()
+            cap = cv2.VideoCapture(location)
+        return cap
 
     def _open(self):
         cv2, spec = self._cv2, self.spec
@@ -102,12 +113,12 @@ class FrameSource:
             path = Path(spec.location)
             if not path.is_file():
                 raise SourceError(f"video file {path} does not exist")
-            cap = cv2.VideoCapture(str(path), cv2.CAP_ANY, self._decoder_params())
+            cap = self._open_decoder(str(path))
             if not cap.isOpened():
                 raise SourceError(f"{path}: OpenCV could not open it as a video (corrupt or unsupported format)")
             return cap
         if spec.kind == "url":
-            cap = cv2.VideoCapture(spec.location, cv2.CAP_ANY, self._decoder_params())
+            cap = self._open_decoder(spec.location)
             if not cap.isOpened():
                 raise SourceError(f"could not open the stream {spec.location} (check the URL and that it is reachable)")
             return cap

@@ -54,6 +54,23 @@ def test_paced_video_decodes_on_one_thread_with_the_same_pixels(cam04):
         fast.release()
 
 
+def test_a_4k_video_keeps_ffmpegs_decoding_threads(tmp_path):
+    import cv2
+
+    path = tmp_path / "uhd.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (3840, 2160))
+    for i in range(3):
+        writer.write(np.full((2160, 3840, 3), 40 * i, np.uint8))
+    writer.release()
+    src = open_source(SourceSpec("video", str(path)))
+    try:  # 3840x2160 at 30 fps is twice what one thread is asked to decode: FFmpeg's default stays
+        assert (src.width, src.height) == (3840, 2160)
+        assert src._cap.get(cv2.CAP_PROP_N_THREADS) == cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_N_THREADS)
+        assert src.read().image.shape == (2160, 3840, 3)
+    finally:
+        src.release()
+
+
 def test_video_frames_for_offline_work(cam04, tmp_path):
     every = list(video_frames(cam04))
     assert len(every) == 100 and every[0].shape == (1920, 1088, 3)
