@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections.abc import Callable
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +118,20 @@ def build_onnx(network: str, outputs: tuple[str, ...] | None = None, *, force: b
     return read_manifest(folder)
 
 
+@contextmanager
+def _ieee_fp32_convolutions():
+    """cuDNN convolutions in full float32 while inside. PyTorch lets cuDNN run "float32"
+    convolutions as TF32 (a 10-bit mantissa) on Ampere and newer GPUs by default; the port's FP32
+    must be MediaPipe's arithmetic, so its networks opt out for their own calls (the flag is
+    process-wide, hence set and restored around each call rather than once)."""
+    before = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = before
+
+
 class _TorchRunner:
     def __init__(self, network: str, outputs: tuple[str, ...] | None, device: str, precision: str,
                  cuda_graphs: bool = True) -> None:
@@ -127,11 +142,15 @@ class _TorchRunner:
         from engines.runtime import CudaGraphReplay
 
         self._fn = CudaGraphReplay(self.net) if cuda_graphs and self.device.type == "cuda" else self.net
+        exact = self.device.type == "cuda" and self.dtype == torch.float32
+        self._precision = _ieee_fp32_convolutions if exact else nullcontext
 
     @torch.inference_mode()
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
         t = torch.from_numpy(_check_input(x, self.size)).to(self.device, self.dtype, non_blocking=True)
-        return tuple(o.float().cpu().numpy() for o in self._fn(t))
+        with self._precision():  # graphs are captured on the first call, inside this too
+            out = self._fn(t)
+        return tuple(o.float().cpu().numpy() for o in out)
 
 
 class _OrtRunner:
