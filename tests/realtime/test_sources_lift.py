@@ -109,6 +109,52 @@ def test_bad_sources_are_one_sentence(tmp_path):
         open_source(SourceSpec("images", str(tmp_path)))
 
 
+@pytest.fixture()
+def http_clip(cam04, tmp_path):
+    """20 frames of cam04 as an MJPEG AVI served over HTTP from this process (a local stand-in for
+    an HTTP camera stream); yields (url, path of the served file)."""
+    import functools
+    import http.server
+    import threading
+
+    import cv2
+
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (272, 480))
+    for frame in video_frames(cam04, 0, 20):
+        writer.write(cv2.resize(frame, (272, 480)))
+    writer.release()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", clip
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_http_stream_is_read_live_on_one_decoder_thread(http_clip):
+    import cv2
+
+    base, clip = http_clip
+    src = open_source(SourceSpec("url", f"{base}/clip.avi"))
+    try:
+        assert src.spec.live and (src.width, src.height, src.fps) == (272, 480, 30.0)
+        assert src._cap.get(cv2.CAP_PROP_N_THREADS) == 1  # no frames held back in decoder threads
+        got = [src.read() for _ in range(20)]
+    finally:
+        src.release()
+    assert [f.index for f in got] == list(range(20))
+    assert all(np.array_equal(f.image, want) for f, want in zip(got, video_frames(clip)))
+    with pytest.raises(SourceError, match=r"could not open the stream .*/missing\.avi"):
+        open_source(SourceSpec("url", f"{base}/missing.avi"))
+
+
 def test_person_buffer_starts_with_the_first_frame_repeated():
     buf = PersonBuffer(4, joints=2)
     first = np.full((2, 3), 1.0, np.float32)
