@@ -18,6 +18,7 @@ files keep FFmpeg's default, where one thread might not keep up or throughput is
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -68,6 +69,10 @@ class FrameSource:
     def __init__(self, spec: SourceSpec) -> None:
         import cv2
 
+        if not os.environ.get("POSESTREAM_DEBUG"):
+            # FFmpeg's own log lines (a dropped stream prints a dozen per reconnection attempt) would
+            # bury the one sentence we print; read by OpenCV when FFmpeg first opens something
+            os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
         self.spec = spec
         self._cv2 = cv2
         self._cap = None

@@ -68,7 +68,7 @@ def test_video_to_zeromq_every_frame_has_a_valid_3d_pose(cam04, tmp_path):
     stalled.connect(endpoint)
     record = tmp_path / "take.npz"
     proc = _run("--video", cam04, "--fast", "--no-view", "--bind", endpoint, "--record", str(record))
-    out, err = proc.communicate(timeout=240)
+    _, err = proc.communicate(timeout=240)
     time.sleep(0.3)
     collector.stop.set()
     collector.join(5)
@@ -153,6 +153,14 @@ def test_bad_input_is_one_sentence(args, expect, cam04):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0
     assert expect in err and "Traceback" not in err and err.strip().count("\n") <= 1
+
+
+def test_unreachable_stream_is_one_line_without_ffmpegs_log():
+    url = f"http://127.0.0.1:{_free_port()}/camera.avi"  # nothing listens there: connection refused
+    proc = _run("--url", url, "--no-view", "--bind", f"tcp://127.0.0.1:{_free_port()}")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert err.strip() == f"error: could not open the stream {url} (check the URL and that it is reachable)"
 
 
 def test_port_in_use_is_one_sentence(cam04):
