@@ -63,6 +63,15 @@ class Frame:
     read_ns: int = 0  # time spent grabbing and decoding the image (pacing excluded), before t_capture_ns
 
 
+def _reported_fps(cap) -> float:
+    """The frame rate OpenCV reports for an opened capture, or 30 where it reports none or
+    nonsense (streams sometimes give 0 or their 90 kHz time base)."""
+    import cv2
+
+    fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    return fps if 1.0 <= fps <= 1000.0 else 30.0
+
+
 class FrameSource:
     """Reads frames from an opened source; see the module docstring for pacing and retries."""
 
@@ -96,8 +105,7 @@ class FrameSource:
         self._cap = self._open()
         self.width = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH))
         self.height = int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        self.fps = spec.fps or (fps if 1.0 <= fps <= 1000.0 else 30.0)
+        self.fps = spec.fps or _reported_fps(self._cap)
 
     def _open_decoder(self, location: str):
         """A ``cv2.VideoCapture`` for a file or stream, on one decoding thread unless ``fast`` or
@@ -107,7 +115,7 @@ class FrameSource:
             return cv2.VideoCapture(location)
         cap = cv2.VideoCapture(location, cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, 1])
         pixels = cap.get(cv2.CAP_PROP_FRAME_WIDTH) * cap.get(cv2.CAP_PROP_FRAME_HEIGHT)
-        if cap.isOpened() and pixels * (self.spec.fps or cap.get(cv2.CAP_PROP_FPS) or 30.0) > ONE_THREAD_MAX_PIXEL_RATE:
+        if cap.isOpened() and pixels * (self.spec.fps or _reported_fps(cap)) > ONE_THREAD_MAX_PIXEL_RATE:
             cap.release()
             cap = cv2.VideoCapture(location)
         return cap
