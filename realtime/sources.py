@@ -63,6 +63,14 @@ class Frame:
     read_ns: int = 0  # time spent grabbing and decoding the image (pacing excluded), before t_capture_ns
 
 
+def _quiet_ffmpeg() -> None:
+    """Silence FFmpeg's own log lines (a dropped stream prints a dozen per reconnection attempt),
+    which would bury the one sentence we print, unless ``POSESTREAM_DEBUG`` is set. OpenCV reads
+    the variable when FFmpeg first opens something, so every opener here calls this first."""
+    if not os.environ.get("POSESTREAM_DEBUG"):
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+
 def _reported_fps(cap) -> float:
     """The frame rate OpenCV reports for an opened capture, or 30 where it reports none or
     nonsense (streams sometimes give 0 or their 90 kHz time base)."""
@@ -78,10 +86,7 @@ class FrameSource:
     def __init__(self, spec: SourceSpec) -> None:
         import cv2
 
-        if not os.environ.get("POSESTREAM_DEBUG"):
-            # FFmpeg's own log lines (a dropped stream prints a dozen per reconnection attempt) would
-            # bury the one sentence we print; read by OpenCV when FFmpeg first opens something
-            os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+        _quiet_ffmpeg()
         self.spec = spec
         self._cv2 = cv2
         self._cap = None
@@ -114,8 +119,10 @@ class FrameSource:
         if self.spec.fast:
             return cv2.VideoCapture(location)
         cap = cv2.VideoCapture(location, cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, 1])
+        if not cap.isOpened():
+            return cap  # the caller says what could not be opened
         pixels = cap.get(cv2.CAP_PROP_FRAME_WIDTH) * cap.get(cv2.CAP_PROP_FRAME_HEIGHT)
-        if cap.isOpened() and pixels * (self.spec.fps or _reported_fps(cap)) > ONE_THREAD_MAX_PIXEL_RATE:
+        if pixels * (self.spec.fps or _reported_fps(cap)) > ONE_THREAD_MAX_PIXEL_RATE:
             cap.release()
             cap = cv2.VideoCapture(location)
         return cap
@@ -236,6 +243,7 @@ def video_frames(path: str | Path, start: int = 0, count: int | None = None) -> 
     cannot open raises :class:`SourceError` at the first ``next``."""
     import cv2
 
+    _quiet_ffmpeg()
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise SourceError(f"{path}: OpenCV could not open it as a video")
