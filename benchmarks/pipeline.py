@@ -48,6 +48,16 @@ def _pct(values: np.ndarray) -> dict[str, float]:
             "p99": float(np.percentile(values, 99)), "mean": float(values.mean())}
 
 
+def _detector_waits(stamps: list[dict[str, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per published frame, capture -> detection start in ms, and whether the detector was still
+    busy with the previous published frame when this one was captured (its wait then includes
+    the rest of that detection; with an idle detector the wait is only the handoff between threads)."""
+    wait = np.array([(s["t_detect_start_ns"] - s["t_capture_ns"]) / 1e6 for s in stamps])
+    busy = np.zeros(len(stamps), bool)
+    busy[1:] = [b["t_detect_end_ns"] > a["t_capture_ns"] for a, b in zip(stamps[1:], stamps[:-1])]
+    return wait, busy
+
+
 def _stage_spans(stamps: list[dict[str, int]], receipts: np.ndarray) -> dict[str, np.ndarray]:
     """Per published frame, each span of ``STAGES`` in ms, plus ``transport`` (publish stamp to the
     subscriber process's receipt; NaN for a message it did not get) and ``to_subscriber``."""
@@ -102,6 +112,7 @@ def run(video: Path, fast: bool, frames: int | None, warmup_frames: int = 10, de
     spans = {k: v[skip] for k, v in _stage_spans(stats.stamps, receipts).items()}
     lat, det, lift = (np.asarray(v)[skip] for v in (stats.latency_ms, stats.detect_ms, stats.lift_ms))
     overhead = lat - det - lift
+    wait, busy = (v[skip] for v in _detector_waits(stats.stamps))
     fps = stats.published / stats.wall_s
     return {
         "machine": describe("numpy", "cv2", "mediapipe", "onnxruntime", "torch", "zmq"),
@@ -113,6 +124,8 @@ def run(video: Path, fast: bool, frames: int | None, warmup_frames: int = 10, de
         "latency_ms": _pct(lat), "detect_ms": _pct(det), "lift_ms": _pct(lift), "overhead_ms": _pct(overhead),
         "smooth_publish_ms": _pct(np.asarray(stats.smooth_publish_ms)[skip]),
         "wait_for_detector_ms": _pct(np.asarray(stats.wait_detect_ms)[skip]),
+        "wait_idle_detector_ms": _pct(wait[~busy]), "wait_busy_detector_ms": _pct(wait[busy]),
+        "frames_detector_busy": int(busy.sum()),
         "capture_ms": _pct(np.asarray(stats.capture_ms)),
         "stages_ms": {k: _pct(v[np.isfinite(v)]) for k, v in spans.items()},
         "resources": meter.result(),
@@ -137,6 +150,10 @@ def markdown(r: dict[str, Any]) -> str:
             ("lifter", r["lift_ms"]), ("smoothing + publishing", r["smooth_publish_ms"]),
             ("pipeline overhead", r["overhead_ms"]),
             ("... of which waiting for the detector", r["wait_for_detector_ms"])]
+    if "frames_detector_busy" in r:
+        n = r["frames_detector_busy"]
+        rows += [("waiting, detector idle (thread handoff)", r["wait_idle_detector_ms"]),
+                 (f"waiting, detector still on the previous frame ({n} frames)", r["wait_busy_detector_ms"])]
     if "stages_ms" in r:
         rows += [(f"stage: {STAGE_LABELS[k]}", v) for k, v in r["stages_ms"].items()]
         rows.append(("capture (grab + decode, before the capture stamp)", r["capture_ms"]))

@@ -7,7 +7,8 @@ Four threads joined by bounded queues::
 Queue policy: a live source (a camera, a stream, or a file replayed at its native rate) keeps
 only the newest item in each queue: when a stage falls behind, the oldest waiting frame is
 dropped (and counted), so latency never accumulates. ``--fast`` file runs block instead, so
-every frame is processed. Each packet carries monotonic timestamps taken at capture, detection
+every frame is processed. A live capture thread that hands a frame to an idle detector waits,
+off the CPU, until the detector has taken it (``_HandoffQueue``) before decoding the next one. Each packet carries monotonic timestamps taken at capture, detection
 start and end, lift end and publish; they go out in every message.
 
 Stopping: ``stop`` (an Event, set by Ctrl-C) ends every loop within about 0.1 s plus the stage's
@@ -35,6 +36,54 @@ __all__ = ["Pipeline", "PipelineConfig", "PipelineStats", "Recorder"]
 
 _END = object()
 _TICK_S = 0.1
+_HANDOFF_S = 0.002  # the longest a live producer steps aside for an idle consumer (see _HandoffQueue)
+
+
+class _HandoffQueue(queue.Queue):
+    """A bounded queue that knows whether a consumer is waiting on it, so a producer can step aside.
+
+    Why: on the 2-core machine, when the capture thread handed a frame to an idle detector thread
+    and went straight on to decode the next frame, the woken detector often had to wait for the
+    scheduler's next tick (up to ~4 ms) before it got a core. :meth:`handoff` makes the producer
+    wait, off the CPU, until the consumer has taken the item (at most ``timeout``), and only when a
+    consumer was already waiting, so a busy consumer never holds the producer up. With it, the
+    wait from capture to detection start with the detector idle fell from p90 3.3-3.6 ms to
+    0.2-0.4 ms (``python -m benchmarks pipeline``, "idle detector" row).
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(maxsize)
+        self.consumers_waiting = 0
+        self.taken = threading.Condition(self.mutex)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        with self.not_empty:
+            if block:
+                self.consumers_waiting += 1
+                try:
+                    deadline = None if timeout is None else time.monotonic() + timeout
+                    while not self._qsize():
+                        if deadline is None:
+                            self.not_empty.wait()
+                            continue
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            raise queue.Empty
+                        self.not_empty.wait(remaining)
+                finally:
+                    self.consumers_waiting -= 1
+            elif not self._qsize():
+                raise queue.Empty
+            item = self._get()
+            self.not_full.notify()
+            self.taken.notify_all()
+            return item
+
+    def handoff(self, timeout: float) -> None:
+        """After a put: if a consumer was waiting, give it up to ``timeout`` s to take the item."""
+        with self.mutex:
+            if self.consumers_waiting and self._qsize():
+                self.taken.wait_for(lambda: not self._qsize(), timeout)
 
 
 @dataclass(frozen=True)
@@ -142,9 +191,9 @@ class Pipeline:
         self.publisher, self.smoother = publisher, smoother
         self.rig, self.vmc = rig, vmc  # realtime.rig.RigSolver, realtime.vmc.VmcSender (optional)
         depth = 1 if config.live else 8
-        self.q1: queue.Queue = queue.Queue(depth)
-        self.q2: queue.Queue = queue.Queue(depth)
-        self.q3: queue.Queue = queue.Queue(depth)
+        self.q1 = _HandoffQueue(depth)
+        self.q2 = _HandoffQueue(depth)
+        self.q3 = _HandoffQueue(depth)
         self.stats = PipelineStats()
         self.recorder = None
         if config.record and Path(config.record).suffix.lower() == ".bvh":
@@ -158,7 +207,7 @@ class Pipeline:
         self._recent: deque[tuple[float, float, float, float, int]] = deque(maxlen=256)
 
     # --- queue policy ---------------------------------------------------------------------------
-    def _put(self, q: queue.Queue, item: Any, stage: str) -> None:
+    def _put(self, q: _HandoffQueue, item: Any, stage: str, handoff: bool = False) -> None:
         if item is _END or not self.config.live:
             while not self._stop.is_set():
                 try:
@@ -170,6 +219,8 @@ class Pipeline:
         while True:  # live: newest wins
             try:
                 q.put_nowait(item)
+                if handoff:
+                    q.handoff(_HANDOFF_S)
                 return
             except queue.Full:
                 try:
@@ -181,7 +232,7 @@ class Pipeline:
                     return
                 self.stats.dropped[stage] += 1
 
-    def _get(self, q: queue.Queue) -> Any:
+    def _get(self, q: _HandoffQueue) -> Any:
         while not self._stop.is_set():
             try:
                 return q.get(timeout=_TICK_S)
@@ -203,7 +254,8 @@ class Pipeline:
             self.stats.capture_ms.append(frame.read_ns / 1e6)
             t = {"t_capture_ns": frame.t_capture_ns, "t_detect_start_ns": None, "t_detect_end_ns": None,
                  "t_lift_end_ns": None}
-            self._put(self.q1, _Packet(frame.index, frame.image, t), "detect")
+            # step aside until an idle detector has the frame, then decode the next one
+            self._put(self.q1, _Packet(frame.index, frame.image, t), "detect", handoff=True)
         self._put(self.q1, _END, "detect")
 
     def _detect(self) -> None:

@@ -74,6 +74,9 @@ def test_latency_report_is_complete(latency_dir: Path) -> None:
         assert run["published"] > 0 and run["received_by_subscriber"] > 0
         for key in ("latency_ms", "overhead_ms", "wait_for_detector_ms", "detect_ms", "lift_ms", "capture_ms"):
             assert run[key]["p50"] <= run[key]["p95"] <= run[key]["p99"]
+        assert 0 <= run["frames_detector_busy"] <= run["published"] - run["warmup_frames"]
+        for key in ("wait_idle_detector_ms", "wait_busy_detector_ms"):  # null: no such frame in the run
+            assert run[key]["p50"] is None or run[key]["p50"] <= run[key]["p99"]
         assert run["resources"]["cpu_percent_of_one_core"] > 0 and run["resources"]["rss_peak_mib"] > 100
         # the stage breakdown accounts for the whole capture -> subscriber latency
         stages = run["stages_ms"]
@@ -100,6 +103,20 @@ def test_latency_report_is_complete(latency_dir: Path) -> None:
     assert len(tables) >= 6
     for name in ("latency_cdf.png", "stages.png"):
         _png_ok(latency_dir / name)
+
+
+def test_detector_waits_tell_a_busy_detector_from_an_idle_one() -> None:
+    from benchmarks.pipeline import _detector_waits
+
+    ms = 1_000_000
+    stamps = [  # frame 1 arrives while frame 0 is still being detected; frame 2 finds the detector idle
+        {"t_capture_ns": 0, "t_detect_start_ns": 1 * ms, "t_detect_end_ns": 40 * ms},
+        {"t_capture_ns": 33 * ms, "t_detect_start_ns": 40 * ms, "t_detect_end_ns": 60 * ms},
+        {"t_capture_ns": 66 * ms, "t_detect_start_ns": 66 * ms + ms // 2, "t_detect_end_ns": 90 * ms},
+    ]
+    wait, busy = _detector_waits(stamps)
+    assert busy.tolist() == [False, True, False]
+    assert wait.tolist() == pytest.approx([1.0, 7.0, 0.5])
 
 
 def test_accuracy_report_is_complete(accuracy_dir: Path) -> None:
