@@ -8,7 +8,9 @@ port, read by a ``realtime.client.Subscriber`` in another process) on a clip rep
 native rate (default: ``../shared/media/sports2d-demo/demo.mp4``, 30 fps, 1768x994) or unpaced
 with ``--fast``. Per published frame: latency = publish stamp - capture stamp; overhead = latency
 - detector compute - lifter compute, i.e. what the threads, queues, smoothing and publishing add
-(its share spent waiting for a busy detector is reported too); the per-stage spans
+(its share spent waiting for the detector is reported too, split into frames that found the
+detector idle, where the wait is the handoff between threads, and frames that arrived while it was
+still on the previous frame); the per-stage spans
 (``STAGES``, then transport to the subscriber) add up to capture -> subscriber receipt. The
 capture stamp is taken after the frame is grabbed and decoded, so decoding (reported as
 ``capture_ms``) is outside the latency, as a camera's exposure is. Sustained fps = published
