@@ -48,7 +48,7 @@ class _HandoffQueue(queue.Queue):
     wait, off the CPU, until the consumer has taken the item (at most ``timeout``), and only when a
     consumer was already waiting, so a busy consumer never holds the producer up. With it, the
     wait from capture to detection start with the detector idle fell from p90 3.3-3.6 ms to
-    0.2-0.4 ms (``python -m benchmarks pipeline``, "idle detector" row).
+    0.2-0.4 ms (``python -m benchmarks pipeline``, row "waiting, detector idle").
     """
 
     def __init__(self, maxsize: int) -> None:
@@ -57,27 +57,20 @@ class _HandoffQueue(queue.Queue):
         self.taken = threading.Condition(self.mutex)
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        with self.not_empty:
-            if block:
-                self.consumers_waiting += 1
-                try:
-                    deadline = None if timeout is None else time.monotonic() + timeout
-                    while not self._qsize():
-                        if deadline is None:
-                            self.not_empty.wait()
-                            continue
-                        remaining = deadline - time.monotonic()
-                        if remaining <= 0:
-                            raise queue.Empty
-                        self.not_empty.wait(remaining)
-                finally:
-                    self.consumers_waiting -= 1
-            elif not self._qsize():
-                raise queue.Empty
-            item = self._get()
-            self.not_full.notify()
-            self.taken.notify_all()
-            return item
+        if not block:
+            return super().get(False)
+        with self.mutex:
+            self.consumers_waiting += 1
+        try:
+            return super().get(True, timeout)
+        finally:
+            with self.mutex:
+                self.consumers_waiting -= 1
+
+    def _get(self) -> Any:  # Queue.get calls it with the mutex held
+        item = super()._get()
+        self.taken.notify_all()
+        return item
 
     def handoff(self, timeout: float) -> None:
         """After a put: if a consumer was waiting, give it up to ``timeout`` s to take the item."""
