@@ -8,8 +8,9 @@ Queue policy: a live source (a camera, a stream, or a file replayed at its nativ
 only the newest item in each queue: when a stage falls behind, the oldest waiting frame is
 dropped (and counted), so latency never accumulates. ``--fast`` file runs block instead, so
 every frame is processed. A live capture thread that hands a frame to an idle detector waits,
-off the CPU, until the detector has taken it (``_HandoffQueue``) before decoding the next one. Each packet carries monotonic timestamps taken at capture, detection
-start and end, lift end and publish; they go out in every message.
+off the CPU, until the detector has taken it (``_HandoffQueue``) before decoding the next one.
+Each packet carries monotonic timestamps taken at capture, detection start and end, lift end and
+publish; they go out in every message.
 
 Stopping: ``stop`` (an Event, set by Ctrl-C) ends every loop within about 0.1 s plus the stage's
 current work; the end of a file (without ``--loop``) or ``max_frames`` flows through the queues
@@ -184,9 +185,11 @@ class Pipeline:
         self.publisher, self.smoother = publisher, smoother
         self.rig, self.vmc = rig, vmc  # realtime.rig.RigSolver, realtime.vmc.VmcSender (optional)
         depth = 1 if config.live else 8
+        # capture -> detect hands over (live sources); tried on the later queues too, it helped
+        # nothing there: the lifter's ONNX Runtime threads then held both cores
         self.q1 = _HandoffQueue(depth)
-        self.q2 = _HandoffQueue(depth)
-        self.q3 = _HandoffQueue(depth)
+        self.q2: queue.Queue = queue.Queue(depth)
+        self.q3: queue.Queue = queue.Queue(depth)
         self.stats = PipelineStats()
         self.recorder = None
         if config.record and Path(config.record).suffix.lower() == ".bvh":
@@ -200,7 +203,7 @@ class Pipeline:
         self._recent: deque[tuple[float, float, float, float, int]] = deque(maxlen=256)
 
     # --- queue policy ---------------------------------------------------------------------------
-    def _put(self, q: _HandoffQueue, item: Any, stage: str, handoff: bool = False) -> None:
+    def _put(self, q: queue.Queue, item: Any, stage: str) -> None:
         if item is _END or not self.config.live:
             while not self._stop.is_set():
                 try:
@@ -212,7 +215,7 @@ class Pipeline:
         while True:  # live: newest wins
             try:
                 q.put_nowait(item)
-                if handoff:
+                if isinstance(q, _HandoffQueue):
                     q.handoff(_HANDOFF_S)
                 return
             except queue.Full:
@@ -225,7 +228,7 @@ class Pipeline:
                     return
                 self.stats.dropped[stage] += 1
 
-    def _get(self, q: _HandoffQueue) -> Any:
+    def _get(self, q: queue.Queue) -> Any:
         while not self._stop.is_set():
             try:
                 return q.get(timeout=_TICK_S)
@@ -247,8 +250,7 @@ class Pipeline:
             self.stats.capture_ms.append(frame.read_ns / 1e6)
             t = {"t_capture_ns": frame.t_capture_ns, "t_detect_start_ns": None, "t_detect_end_ns": None,
                  "t_lift_end_ns": None}
-            # step aside until an idle detector has the frame, then decode the next one
-            self._put(self.q1, _Packet(frame.index, frame.image, t), "detect", handoff=True)
+            self._put(self.q1, _Packet(frame.index, frame.image, t), "detect")  # waits for an idle detector
         self._put(self.q1, _END, "detect")
 
     def _detect(self) -> None:
