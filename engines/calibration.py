@@ -1,73 +1,12 @@
 """Read and write multi-camera calibrations: our own TOML/JSON format and Qualisys ``.qca.txt``.
 
 Every reader returns a list of ``engines.camera.Camera`` (metres, OpenCV camera frame: x right,
-y down, z forward; ``X_cam = R X_world + t``). The world frame is the one the file uses: ours is
-whatever the writer used (our motion capture is y-up), Qualisys' is its lab frame (z-up).
+y down, z forward; ``X_cam = R X_world + t``) in the world frame the file uses. The file formats,
+their units and frames, an example of each and how a Qualisys export is read are documented in
+``docs/calibration.md``.
 
-Our format (``.toml`` or ``.json``, same schema)
------------------------------------------------
-::
-
-    format = "posestream-calibration"    # optional; if present must be exactly this
-    version = 1                          # optional; if present must be 1
-
-    [[camera]]                           # one table per camera, in order
-    name = "cam01"                       # unique string
-    width = 1088                         # image size in pixels (integers)
-    height = 1920
-    fx = 1681.24                         # focal lengths and principal point in pixels
-    fy = 1681.08
-    cx = 532.97
-    cy = 948.14
-    dist = [-0.046, 0.140, 0.0006, 0.0007, 0.0]   # optional: k1, k2, p1, p2, k3 (OpenCV order);
-                                                  # 4 values mean k3 = 0; absent means none
-    R = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]   # 3x3 world->camera rotation
-    t = [0.0, 0.0, 3.0]                  # metres: X_cam = R @ X_world + t
-
-JSON is the same document: ``{"format": ..., "version": 1, "camera": [{"name": ..., ...}]}``.
-Unknown keys are refused (a typo such as ``dsit`` must not silently mean "no distortion").
-Writers emit Python's shortest round-trip float representation, so save -> load is exact.
-
-Qualisys ``.qca.txt`` (QTM calibration export, XML)
----------------------------------------------------
-One ``<camera serial=... active=... viewrotation=...>`` per camera under ``<cameras>``, with:
-
-* ``<intrinsic>``: ``focalLengthU/V`` and ``centerPointU/V`` in sensor sub-pixel units, 64 per
-  pixel; the principal point is relative to the sensor, so the video window's ``left``/``top``
-  offset is subtracted: ``fx = focalLengthU / 64``, ``cx = centerPointU / 64 - left``.
-* ``<fov_video left top right bottom>``: inclusive pixel bounds of the video image, so
-  ``width = right - left + 1`` and ``height = bottom - top + 1``.
-* ``<transform r11..r33 x y z>``: the camera **position** (x, y, z) in millimetres in the
-  world frame, and a rotation r whose **rows** are the camera's axes in world coordinates, for a
-  camera frame that looks along its -z axis with y up (OpenGL-like). That frame is OpenCV's
-  turned 180 degrees about x, hence ``R = diag(1, -1, -1) @ r``, ``t = -R @ position / 1000``.
-  This is what Pose2Sim's converter computes too (transpose, invert, then rotate by pi about x).
-  It is *not* ``R = r^T`` (reading r as camera-to-world): checked on the Pose2Sim demo
-  calibration, only this reading puts the world origin (the capture volume) in front of all
-  four cameras and inside their images, with world-up pointing up in the image; ``r^T`` puts it
-  behind three of them, and keypoints triangulated from the demo videos reproject ~6x worse with
-  the image turned 180 degrees (``diag(-1, 1, -1)``).
-* Distortion: ``radialDistortion1..3 -> k1, k2, k3`` and ``tangentalDistortion1, 2 -> p1, p2``
-  (Qualisys spells it "tangental"), taken as the dimensionless coefficients of OpenCV's model,
-  not divided by 64: they act on normalised coordinates, which have no sub-pixel unit, and the
-  demo's values (k1 ~ -0.047, k2 ~ 0.14) are those of a real lens in that model. Pose2Sim
-  divides them by 64 only because its own writer multiplies them by 64. The demo data cannot
-  separate the two readings (or a p1/p2 swap: |p| < 1e-3 moves pixels by under ~1 px); the
-  keypoint reprojection error is the same to 0.1 px either way.
-* ``viewrotation`` must be 0 (the image as the sensor sees it); QTM can display and export the
-  video turned by 90/180/270 degrees, and the direction of that turn is not documented in the
-  file, so a non-zero value is refused rather than guessed. A non-zero ``skew`` is refused too.
-* Cameras with ``active="0"`` are skipped. If the optional ``video_resolution`` attribute
-  (e.g. ``"540p"``) is present, intrinsics and size are scaled by ``resolution / 1080``, as QTM
-  records Miqus Video cameras at reduced resolution relative to their 1080p calibration.
-* ``avg-residual``, ``fov_marker*``, ``sensorMin/Max``, ``focallength`` (mm) are not needed.
-
-Note on the Pose2Sim demo: ``fov_video`` says 1088 x 1920 for all four cameras, but the videos
-of cam01 and cam02 are 1080 px wide (cam03, cam04: 1088); the loader reports the calibrated size.
-
-Errors. Any problem with a file (missing, unknown suffix, not TOML/JSON/XML, a missing key or
-attribute, a wrong matrix shape, a non-rotation) raises ``CalibrationError`` (a ``ValueError``)
-whose message is one sentence naming the file and the problem.
+Any problem with a file raises ``CalibrationError`` (a ``ValueError``) whose message is one
+sentence naming the file and the problem.
 """
 
 from __future__ import annotations
@@ -288,7 +227,7 @@ def _camera_from_table(path: Path, index: int, table: Any) -> Camera:
 
 
 def load_ours(path: str | Path) -> list[Camera]:
-    """Read our TOML or JSON calibration format (schema in the module docstring)."""
+    """Read our TOML or JSON calibration format (schema: ``docs/calibration.md``)."""
     path = Path(path)
     kind = _kind(path)
     try:
@@ -406,7 +345,7 @@ def _qualisys_camera(path: Path, index: int, cam: ET.Element) -> Camera:
     position_m = np.array([_attr(path, tr, where, k) for k in ("x", "y", "z")]) / 1000.0
     if np.abs(r @ r.T - np.eye(3)).max() > 1e-6 or np.linalg.det(r) < 0:
         raise CalibrationError(path, f"{where} <transform> r11..r33 is not a rotation matrix.")
-    R = _QUALISYS_TO_OPENCV @ r
+    R = _QUALISYS_TO_OPENCV @ r  # r's rows are the camera axes in the world; why: docs/calibration.md
     t = -R @ position_m
     try:
         return Camera(
@@ -420,7 +359,7 @@ def _qualisys_camera(path: Path, index: int, cam: ET.Element) -> Camera:
 
 
 def load_qualisys(path: str | Path) -> list[Camera]:
-    """Read a Qualisys QTM ``.qca.txt`` calibration (interpretation in the module docstring).
+    """Read a Qualisys QTM ``.qca.txt`` calibration (how each element is read: ``docs/calibration.md``).
 
     Returns the active cameras in file order, named by their ``serial``, in metres, with the
     Qualisys world frame (z-up) kept as is.
