@@ -1,6 +1,7 @@
 """``python -m benchmarks <name> [options]``: run one benchmark (``latency`` and ``accuracy``: the
 full reports; ``engines``, ``detector``, ``pipeline``, ``smoothing``, ``transport``: their parts;
-``skeleton_widths``, ``rig``), or ``docs`` to rewrite docs/benchmarks.md from the latest reports."""
+``skeleton_widths``, ``rig``), or ``docs`` to rewrite docs/benchmarks.md and the README's headline
+figures from the latest reports."""
 
 from __future__ import annotations
 

@@ -94,7 +94,8 @@ def run(settings: AccuracySettings, progress: bool = True) -> dict[str, Any]:
 
 
 def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """The anchor: ours (as published) against MediaPipe's world landmarks, with and without its smoothing."""
+    """The footage targets: ours (as published) against MediaPipe's world landmarks, with and without its
+    smoothing."""
     rows = []
     for rate, section in report["footage"]["rates"].items():
         ov = section["overall"]

@@ -141,7 +141,8 @@ def run(windows: list[int], iterations: int, batch_large: int = 64, progress: bo
 
 
 def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """The engines issue's targets, read off the 27-frame rows."""
+    """The lifter's latency targets (CPU p50 <= TARGET_CPU_P50_MS; GPU p50 <= TARGET_GPU_P50_MS and
+    >= 3x torch eager), read off the 27-frame rows."""
     rows = {r["backend"]: r for r in results if r["window"] == 27 and "batch1" in r}
     out: dict[str, Any] = {}
     if "onnxruntime (cpu)" in rows:

@@ -6,8 +6,8 @@ views, 60 fps, 100 frames, ``Calib.qca.txt``):
 1. MediaPipe (``realtime.detect2d``, the pipeline's own detector) runs on every frame of every
    view and gives canonical 17-joint pixels plus MediaPipe's own world landmarks, mapped to the
    same 17 joints; a second pass with MediaPipe's own smoothing on gives its default output.
-2. Synchronisation check: for each view against cam01, two-view triangulation with the view
-   shifted by -3..3 frames; the shift with the lowest reprojection error should be 0.
+2. Synchronisation check: for every pair of views, two-view triangulation with the second view
+   shifted by -6..6 frames; the shift with the lowest reprojection error should be 0.
 3. Reference: our 2D of all four views triangulated (``engines.triangulation``, confidence
    weighted), turned into each camera's frame with the calibration and made root-relative.
 4. Per view, our monocular 3D: the view's 2D through ``realtime.lift.Lifter`` (ring buffer,

@@ -21,7 +21,7 @@ EXIT_USER_ERROR = 2
 
 
 def coming_soon(feature: str) -> Callable[[argparse.Namespace], int]:
-    """Handler for a subcommand whose feature lands with a later piece of work.
+    """Handler for a subcommand whose feature is not implemented yet: one sentence, exit status 2.
 
     Register it with ``set_defaults(handler=coming_soon(...), ignore_extra=True)`` so that the
     future command line (``realtime run --camera 0``) reaches the message instead of a usage error.

@@ -267,10 +267,10 @@ def _attention(mha: nn.MultiheadAttention, query: torch.Tensor, keys: torch.Tens
     """``mha(query, keys, keys)`` at inference (no dropout, batch first) for ``Tq`` queries and
     ``Tk`` keys, every reshape written with these constant sizes and -1 for the batch.
 
-    ``nn.MultiheadAttention`` computes its shapes from the batch size, which the ONNX export
-    turned into Shape/Gather/Unsqueeze/Concat chains that ONNX Runtime runs on every call: the
-    shipped model was 883 nodes (425 after ONNX Runtime's optimiser), and is 322 (186) with this
-    function and ``PoseInput``'s constant reshape."""
+    ``nn.MultiheadAttention`` computes its shapes from the batch size, which an ONNX export turns
+    into Shape/Gather/Unsqueeze/Concat chains that ONNX Runtime runs on every call. With this
+    function and ``PoseInput``'s constant reshape the shipped model exports to 322 nodes (186
+    after ONNX Runtime's optimiser) instead of 883 (425)."""
     D, H = mha.embed_dim, mha.num_heads
     Dh = D // H
     w, b = mha.in_proj_weight, mha.in_proj_bias
@@ -396,7 +396,7 @@ class _ResidualBlock(nn.Module):
 class ResidualMLPLifter(nn.Module):
     """Single-frame baseline after Martinez et al. (2017): linear in, residual blocks of
     linear-batchnorm-ReLU-dropout, linear out. With ``aux_after`` > 0 an extra head after that
-    block is supervised too (the seeds' deeper variant); ``forward(x, aux=True)`` returns both."""
+    block is supervised too (a deeper variant: intermediate supervision); ``forward(x, aux=True)`` returns both."""
 
     causal = True
 
@@ -441,7 +441,7 @@ def build_model(config: ModelConfig) -> nn.Module:
 
 
 def set_dropout(model: nn.Module, p: float) -> None:
-    """Set every dropout probability in ``model`` (the seeds switch dropout off half way)."""
+    """Set every dropout probability in ``model`` (a training schedule can switch dropout off half way)."""
     for m in model.modules():
         if isinstance(m, nn.Dropout):
             m.p = p

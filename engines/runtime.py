@@ -216,9 +216,9 @@ class AOTIEngine(Engine):
     def __init__(self, manifest: Manifest, cuda_graphs: bool = True) -> None:
         # By default the package's runner guards a pool of model instances with CUDA events that
         # it records and waits on around every run; waiting on an event inside a CUDA graph capture
-        # is illegal, which is how the capture failed on an H100 ("operation failed due to a
-        # previous error during capture"). The single-threaded runner drops that logic (torch
-        # documents it for CUDA graphs); CudaGraphReplay is single-threaded anyway.
+        # is illegal, so the capture fails ("operation failed due to a previous error during
+        # capture"). The single-threaded runner drops that logic (torch documents it for CUDA
+        # graphs); CudaGraphReplay is single-threaded anyway.
         try:
             runner = _load_aoti_package(manifest.artifact, single_threaded=cuda_graphs)
         except Exception as exc:  # noqa: BLE001 - torch raises many types here
@@ -295,8 +295,8 @@ def load(source: str | os.PathLike = "default", backend: str = "auto", *, device
     ``device``: ``"cpu"`` or ``"cuda"`` for the torch and onnxruntime backends. ``spin``: ONNX
     Runtime's CPU worker threads busy-wait for the next call (its default: the lowest latency when
     the lifter has the CPU to itself); ``False`` lets them sleep, which the realtime pipeline wants:
-    there, spinning threads take the cores from the 2D detector (on a 2-core machine they slowed
-    MediaPipe from 25 to 32 ms per frame, ``docs/benchmarks.md``).
+    there, spinning threads take the cores from the 2D detector (on a 2-core machine they slow
+    MediaPipe down by about a quarter per frame).
     """
     if backend not in BACKENDS:
         raise EngineError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")

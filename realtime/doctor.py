@@ -1,9 +1,8 @@
 """``realtime doctor``: check that this machine can run posestream, end to end on a real source.
 
-Until the streaming pipeline lands this is the nearest thing to ``realtime run`` that works: it
-opens the camera (or a video file), runs MediaPipe Pose on a few frames, maps the landmarks to
+It opens the camera (or a video file), runs MediaPipe Pose on a few frames, maps the landmarks to
 posestream's canonical skeleton and reports what it found, together with the versions of the
-stack and whether a CUDA GPU is usable.
+stack and whether a CUDA GPU is usable; nothing is streamed.
 """
 
 from __future__ import annotations

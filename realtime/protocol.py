@@ -167,7 +167,7 @@ def _person(p: Mapping[str, Any], i: int, num_joints: int) -> dict[str, Any]:
 
 def _people(persons: Sequence[Mapping[str, Any]], num_joints: int) -> list[dict[str, Any]]:
     """All person entries, checked and converted; the confidences of all persons are rounded in
-    one NumPy call (per-person Python work dominated the cost of a many-person header)."""
+    one NumPy call (per-person Python work would dominate the cost of a many-person header)."""
     people = list(persons)
     if not people:
         return []

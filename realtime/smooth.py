@@ -63,7 +63,7 @@ _F64 = np.dtype(np.float64)
 
 # State of one filter: ONE float64 array of shape (J + 1, 11), mutated in place by a step. One
 # array rather than six keeps the compiled kernel's call cheap (Numba unboxes every array
-# argument on every call: with six that alone cost about a microsecond). Columns of rows 0..J-1:
+# argument on every call: with six that alone costs about a microsecond). Columns of rows 0..J-1:
 #   0:3  x_prev       previous raw (valid) sample of each joint, metres
 #   3:6  y_prev       previous filtered value of each joint, metres (NaN until first seen): the
 #                     filter's output, which a step also copies to the caller's float32 ``out``.
@@ -146,7 +146,7 @@ def one_euro_step_numpy(
 
     Nothing is returned: the caller allocates ``out``, so the compiled twin neither allocates
     nor boxes an array, and the float64 -> float32 copy happens inside the kernel (a NumPy
-    ``astype`` of the strided state view cost more than the whole compiled step).
+    ``astype`` of the strided state view costs more than the whole compiled step).
     """
     _numpy_step(x, t, state, min_cutoff, beta, d_cutoff)
     out[...] = state_views(state)[1]

@@ -11,7 +11,7 @@ Decoding: a live stream or a file replayed at its native rate is decoded by one 
 when it is no heavier than 1080p at 60 fps. FFmpeg's default frame threading (one thread per
 core) buys throughput that such a source does not need, holds frames back in its pipeline (a real
 delay on a live stream) and takes cores from the detector: on the 2-core development machine, one
-thread lowered the pipeline overhead's median by about a millisecond (``python -m benchmarks
+thread keeps the pipeline overhead's median about a millisecond lower (``python -m benchmarks
 pipeline``; one 1768x994 frame decodes in about 6 ms). Heavier sources (4K) and ``fast=True``
 files keep FFmpeg's default, where one thread might not keep up or throughput is the point.
 """

@@ -1,4 +1,4 @@
-"""Open3D viewer for a posestream pose stream (protocol v1 over ZeroMQ).
+"""Open3D viewer for a posestream pose stream (protocol v1 or v2 over ZeroMQ; it draws the joints).
 
 Coordinate frames: messages carry joints ``(P, 17, 3)`` in metres in the *camera* frame
 (x right, y down, z forward). The viewer's *world* frame is that frame turned 180 degrees about x
