@@ -42,6 +42,7 @@ def test_dependencies_are_pinned_to_the_verified_set():
                                   "engines": "engines.cli:main"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "tool,subcommands",
     [("realtime", ["doctor", "run", "view", "demo"]), ("training", ["prepare", "train", "evaluate"]),
@@ -56,6 +57,7 @@ def test_console_scripts_have_useful_help(tool, subcommands):
         assert sub in res.stdout
 
 
+@pytest.mark.slow
 def test_engines_skeleton_json_is_the_contract():
     import json
 
@@ -66,6 +68,7 @@ def test_engines_skeleton_json_is_the_contract():
     assert doc["joints"] == list(CANONICAL.joint_names) and doc["parents"] == list(CANONICAL.parents)
 
 
+@pytest.mark.slow
 def test_doctor_runs_end_to_end_on_a_real_video(shared_dir):
     video = shared_dir / "media" / "pose2sim-demo" / "cam04.mp4"
     res = subprocess.run([sys.executable, "-m", "realtime.cli", "doctor", "--video", str(video), "--frames", "5"],
@@ -75,6 +78,7 @@ def test_doctor_runs_end_to_end_on_a_real_video(shared_dir):
     assert "right_wrist" in res.stdout
 
 
+@pytest.mark.slow
 def test_doctor_missing_camera_is_one_sentence():
     res = subprocess.run([sys.executable, "-m", "realtime.cli", "doctor", "--camera", "97"], capture_output=True, text=True)
     assert res.returncode == 2
@@ -82,6 +86,7 @@ def test_doctor_missing_camera_is_one_sentence():
     assert "Traceback" not in res.stderr
 
 
+@pytest.mark.slow
 def test_doctor_corrupt_video(tmp_path):
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"junk" * 100)

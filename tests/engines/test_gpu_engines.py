@@ -17,7 +17,7 @@ from engines.artifacts import read_manifest
 from engines.build import example_input
 from engines.verify import default_motion_source
 
-pytestmark = pytest.mark.gpu
+pytestmark = [pytest.mark.gpu, pytest.mark.slow]  # builds and compiles engines for the GPU
 
 
 @pytest.fixture(autouse=True)
