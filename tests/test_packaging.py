@@ -30,16 +30,12 @@ def test_readme_quick_start_is_two_commands_and_ci_runs_the_test_one_verbatim():
     assert test in ci
 
 
-def test_dependencies_are_pinned_to_the_verified_set():
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    deps = " ".join(project["dependencies"])
-    for pin in ("torch==2.13.0", "numpy>=1.26,<2", "mediapipe==0.10.21",
-                "opencv-contrib-python==4.11.0.86", "protobuf>=4.25,<5", "onnx==1.22.0", "open3d==0.20.0"):
-        assert pin in deps
-    assert "opencv-python" not in deps.replace("opencv-contrib-python", "")
-    assert set(project["optional-dependencies"]) >= {"test", "gpu"}
-    assert project["scripts"] == {"realtime": "realtime.cli:main", "training": "training.cli:main",
-                                  "engines": "engines.cli:main"}
+def test_opencv_comes_only_as_the_contrib_wheel():
+    """opencv-python and opencv-contrib-python both install the ``cv2`` module; with both listed,
+    whichever pip installs last overwrites the other."""
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    opencv = [d for d in deps if d.startswith("opencv")]
+    assert len(opencv) == 1 and opencv[0].startswith("opencv-contrib-python"), opencv
 
 
 @pytest.mark.slow
