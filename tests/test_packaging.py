@@ -30,18 +30,15 @@ def test_readme_quick_start_is_two_commands_and_ci_runs_the_test_one_verbatim():
     assert test in ci
 
 
-def test_dependencies_are_pinned_to_the_verified_set():
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    deps = " ".join(project["dependencies"])
-    for pin in ("torch==2.13.0", "numpy>=1.26,<2", "mediapipe==0.10.21",
-                "opencv-contrib-python==4.11.0.86", "protobuf>=4.25,<5", "onnx==1.22.0", "open3d==0.20.0"):
-        assert pin in deps
-    assert "opencv-python" not in deps.replace("opencv-contrib-python", "")
-    assert set(project["optional-dependencies"]) >= {"test", "gpu"}
-    assert project["scripts"] == {"realtime": "realtime.cli:main", "training": "training.cli:main",
-                                  "engines": "engines.cli:main"}
+def test_opencv_comes_only_as_the_contrib_wheel():
+    """opencv-python and opencv-contrib-python both install the ``cv2`` module; with both listed,
+    whichever pip installs last overwrites the other."""
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    opencv = [d for d in deps if d.startswith("opencv")]
+    assert len(opencv) == 1 and opencv[0].startswith("opencv-contrib-python"), opencv
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "tool,subcommands",
     [("realtime", ["doctor", "run", "view", "demo"]), ("training", ["prepare", "train", "evaluate"]),
@@ -56,6 +53,7 @@ def test_console_scripts_have_useful_help(tool, subcommands):
         assert sub in res.stdout
 
 
+@pytest.mark.slow
 def test_engines_skeleton_json_is_the_contract():
     import json
 
@@ -66,6 +64,7 @@ def test_engines_skeleton_json_is_the_contract():
     assert doc["joints"] == list(CANONICAL.joint_names) and doc["parents"] == list(CANONICAL.parents)
 
 
+@pytest.mark.slow
 def test_doctor_runs_end_to_end_on_a_real_video(shared_dir):
     video = shared_dir / "media" / "pose2sim-demo" / "cam04.mp4"
     res = subprocess.run([sys.executable, "-m", "realtime.cli", "doctor", "--video", str(video), "--frames", "5"],
@@ -75,6 +74,7 @@ def test_doctor_runs_end_to_end_on_a_real_video(shared_dir):
     assert "right_wrist" in res.stdout
 
 
+@pytest.mark.slow
 def test_doctor_missing_camera_is_one_sentence():
     res = subprocess.run([sys.executable, "-m", "realtime.cli", "doctor", "--camera", "97"], capture_output=True, text=True)
     assert res.returncode == 2
@@ -82,6 +82,7 @@ def test_doctor_missing_camera_is_one_sentence():
     assert "Traceback" not in res.stderr
 
 
+@pytest.mark.slow
 def test_doctor_corrupt_video(tmp_path):
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"junk" * 100)

@@ -63,6 +63,7 @@ def _tables(md: str) -> list[list[str]]:
     return tables
 
 
+@pytest.mark.slow
 def test_latency_report_is_complete(latency_dir: Path) -> None:
     report = json.loads((latency_dir / "report.json").read_text())
     for key in ("machine", "settings", "pipeline", "engines", "smoothing", "transport", "targets", "includes"):
@@ -119,6 +120,7 @@ def test_detector_waits_tell_a_busy_detector_from_an_idle_one() -> None:
     assert wait.tolist() == pytest.approx([1.0, 7.0, 0.5])
 
 
+@pytest.mark.slow
 def test_accuracy_report_is_complete(accuracy_dir: Path) -> None:
     report = json.loads((accuracy_dir / "report.json").read_text())
     levels = report["mocap"]["levels"]
@@ -143,6 +145,7 @@ def test_accuracy_report_is_complete(accuracy_dir: Path) -> None:
         _png_ok(accuracy_dir / f"accuracy_per_joint_{rate}.png")
 
 
+@pytest.mark.slow
 def test_docs_page_collects_the_targets(latency_dir: Path, accuracy_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "docs" / "benchmarks.md"
     proc = _bench("docs", "--latency", str(latency_dir), "--accuracy", str(accuracy_dir), "--out", str(out))
@@ -154,6 +157,7 @@ def test_docs_page_collects_the_targets(latency_dir: Path, accuracy_dir: Path, t
     _tables(text)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [("latency", "--smoke", "--video", "/nonexistent/clip.mp4"),
                                   ("accuracy", "--smoke", "--skip-mocap", "--footage", "/nonexistent")])
 def test_missing_input_is_one_sentence(args: tuple[str, ...], tmp_path: Path) -> None:

@@ -167,6 +167,7 @@ def test_requests_that_cannot_work_here(cache, small_ckpt, tmp_path):
             build(small_ckpt, "aoti")
 
 
+@pytest.mark.slow
 def test_cli_build_info_verify(cache, small_ckpt, tmp_path, capsys, cmu_archive_path):
     out = tmp_path / "eng"
     assert engines_main(["build", "--checkpoint", str(small_ckpt), "--target", "onnx", "--max-batch", "16",

@@ -155,6 +155,7 @@ def test_modules_are_cached_and_pruned(blazepose_cache):
         load_network("landmark", ("nope",))
 
 
+@pytest.mark.slow
 def test_onnx_engines_match_torch_and_are_cached(blazepose_cache):
     import onnxruntime as ort
 

@@ -86,6 +86,7 @@ def _errors(ours: list[np.ndarray | None], ref: list[dict], shape) -> tuple[np.n
     return np.concatenate(errs), mismatch
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", VIDEOS)
 def test_detection_region_matches_mediapipe(clips, name):
     from realtime.blazepose import geometry as geo
@@ -112,6 +113,7 @@ def _open_loop(pose, frames, ref) -> tuple[np.ndarray, int, list]:
     return e, mismatch, regions
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", VIDEOS)
 def test_open_loop_every_step_matches_mediapipe(clips, name):
     """Given MediaPipe's region each frame, the port's landmarks and next region agree to ~0.01 px."""
@@ -127,6 +129,7 @@ def test_open_loop_every_step_matches_mediapipe(clips, name):
         assert abs(mine[4] - r["next"][4]) < 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision, median_px, p95_px", [("fp32", 0.01, 0.05), ("fp16", 1.0, 3.0)])
 def test_open_loop_on_cuda_matches_mediapipe(clips, precision, median_px, p95_px):
@@ -153,6 +156,7 @@ def _perturbed_mediapipe(frames: list[np.ndarray]) -> list[dict]:
     return _mediapipe(noisy)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", VIDEOS)
 def test_closed_loop_tracking_is_as_close_to_mediapipe_as_mediapipe_is_to_itself(clips, name):
     frames, ref = clips[name]
@@ -175,6 +179,7 @@ def test_closed_loop_tracking_is_as_close_to_mediapipe_as_mediapipe_is_to_itself
     assert med <= 1.25 * max(fmed, TARGET_MEDIAN_PX) and p95 <= 1.25 * max(fp95, TARGET_P95_PX)
 
 
+@pytest.mark.slow
 def test_two_people_are_found_and_keep_their_ids(shared_dir, blazepose_cache):
     """Sports2D demo, frames 50-149: a man on a box and a woman walking past him."""
     frames = _read(shared_dir / "media" / "sports2d-demo" / "demo.mp4", start=50, count=100)
@@ -200,6 +205,7 @@ def test_two_people_are_found_and_keep_their_ids(shared_dir, blazepose_cache):
     assert np.linalg.norm(a - b) > 0.1 * w
 
 
+@pytest.mark.slow
 def test_detector_backend_gives_canonical_keypoints(clips, blazepose_cache):
     from engines.skeleton import CANONICAL
     from realtime.detect2d import make_detector
@@ -223,6 +229,7 @@ def _cli(*args: str) -> int:
     return main(["detect", *args, "--quiet"])
 
 
+@pytest.mark.slow
 def test_detect_command_writes_keypoints(shared_dir, blazepose_cache, tmp_path, capsys):
     video = shared_dir / "media" / "pose2sim-demo" / "cam04.mp4"
     for detector in ("blazepose", "mediapipe"):

@@ -17,6 +17,8 @@ import zmq
 from realtime.client import Subscriber
 from realtime.protocol import PROTOCOL_VERSION
 
+pytestmark = pytest.mark.slow  # every test runs `realtime run` in a subprocess
+
 
 def _free_port() -> int:
     with socket.socket() as s:

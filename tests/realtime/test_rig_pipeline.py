@@ -18,6 +18,8 @@ from tests.realtime.rig_checks import assert_fk_reproduces
 from tests.realtime.test_pipeline_e2e import _Collector, _free_port
 from tests.realtime.test_rig_outputs import _check_vmc_fk, _OscCollector
 
+pytestmark = pytest.mark.slow  # every test runs `realtime run` in a subprocess
+
 FPS = 20.0  # cam04.mp4 (60 fps) replayed slower: the take's Frame Time
 
 

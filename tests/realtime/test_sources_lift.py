@@ -29,6 +29,7 @@ def test_video_fast_reads_every_frame_with_timestamps(cam04):
     assert all(b.t_capture_ns > a.t_capture_ns for a, b in itertools.pairwise(frames))
 
 
+@pytest.mark.slow
 def test_video_is_replayed_at_its_native_rate_and_loops(cam04):
     src = open_source(SourceSpec("video", str(cam04), loop=True))
     t0 = time.monotonic()

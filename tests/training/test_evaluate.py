@@ -10,6 +10,8 @@ import pytest
 
 from training.evaluate import KEYS, EvalSettings, evaluate
 
+pytestmark = pytest.mark.slow  # every test evaluates on the full prepared CMU mocap
+
 FAST = dict(cameras=1, groups=("09",))
 
 

@@ -345,6 +345,7 @@ def test_not_a_zip_missing_file_and_empty_dict(tmp_path):
     _raises_naming(plain, "not a pickled dict")
 
 
+@pytest.mark.slow
 def test_prepare_cli_converts_a_videopose3d_archive(tmp_path):
     import subprocess
     import sys

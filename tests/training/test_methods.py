@@ -70,6 +70,7 @@ def _run(cfg):
     return hist, model
 
 
+@pytest.mark.slow
 def test_adversarial_learns_depth_from_2d_alone(tmp_path, cmu_archive_path, val_batch):
     hist, model = _run(_cfg(tmp_path, cmu_archive_path, "adversarial", steps=75))
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]
@@ -77,6 +78,7 @@ def test_adversarial_learns_depth_from_2d_alone(tmp_path, cmu_archive_path, val_
     assert after["p_mpjpe"] < 0.8 * before["p_mpjpe"], (before, after)
 
 
+@pytest.mark.slow
 def test_multiview_learns_without_3d_labels(tmp_path, cmu_archive_path, val_batch):
     hist, model = _run(_cfg(tmp_path, cmu_archive_path, "multiview", steps=60, views=3))
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]
@@ -85,6 +87,7 @@ def test_multiview_learns_without_3d_labels(tmp_path, cmu_archive_path, val_batc
     assert after["p_mpjpe"] < 0.9 * before["p_mpjpe"] and after["mpjpe"] < before["mpjpe"], (before, after)
 
 
+@pytest.mark.slow
 def test_ordinal_learns_depth_order(tmp_path, cmu_archive_path, val_batch):
     hist, model = _run(_cfg(tmp_path, cmu_archive_path, "ordinal", steps=60))
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]
@@ -92,6 +95,7 @@ def test_ordinal_learns_depth_order(tmp_path, cmu_archive_path, val_batch):
     assert after["ordinal"] > before["ordinal"] + 0.05, (before, after)
 
 
+@pytest.mark.slow
 def test_a_method_run_resumes_where_it_stopped(tmp_path, cmu_archive_path):
     import json
     from dataclasses import replace
@@ -106,6 +110,7 @@ def test_a_method_run_resumes_where_it_stopped(tmp_path, cmu_archive_path):
     assert [h["epoch"] for h in hist] == [1, 2] and hist[0] == first[0]  # continued, not restarted
 
 
+@pytest.mark.slow
 def test_multiview_geometry_is_exact_for_the_truth(cmu_archive_path):
     """Predicting the true pose gives zero reprojection and zero disagreement; a wrong scale does not."""
     from training.methods.multiview import MultiViewMethod, multiview_terms
@@ -156,6 +161,7 @@ def test_rig_triangulation_matches_the_calibrated_numpy_one_and_drops_an_outlyin
     assert torch.isnan(triangulate_rig(torch.from_numpy(kp), rig)[0, :2, 4]).all()
 
 
+@pytest.mark.slow
 def test_facing_sine_separates_real_from_depth_flipped_poses(val_batch):
     from training.methods.geometry import facing_sine
 
@@ -166,6 +172,7 @@ def test_facing_sine_separates_real_from_depth_flipped_poses(val_batch):
     assert (facing_sine(flipped) < 0).float().mean() > 0.95
 
 
+@pytest.mark.slow
 def test_ordinal_metric_per_pose_matches_the_overall_accuracy(val_batch):
     truth = val_batch.targets[:, -1].astype(np.float64)
     noisy = truth + np.random.default_rng(0).normal(scale=0.05, size=truth.shape)
@@ -185,6 +192,7 @@ def synthetic_clip_file(tmp_path_factory, cmu_archive_path):
     return out
 
 
+@pytest.mark.slow
 def test_adapt_improves_its_own_clip(tmp_path, cmu_archive_path, synthetic_clip_file):
     """A briefly trained multi-view model, adapted on a held-out subject's clip, gets better on it."""
     import json
@@ -230,6 +238,7 @@ def _two_camera_calibration(path: Path) -> None:
     save_calibration(path, load_calibration(POSE2SIM / "Calib.qca.txt")[2:4])
 
 
+@pytest.mark.slow
 def test_views_that_are_not_synchronised_are_refused(tmp_path):
     _write_video(tmp_path / "a.mp4", 6, person=True)
     _write_video(tmp_path / "b.mp4", 4, person=True)
@@ -238,6 +247,7 @@ def test_views_that_are_not_synchronised_are_refused(tmp_path):
     assert "not synchronised" in msg and "a.mp4 has 6" in msg and "b.mp4 has 4" in msg
 
 
+@pytest.mark.slow
 def test_a_calibration_missing_a_camera_is_refused(tmp_path):
     clip = tmp_path / "clip"
     clip.mkdir()
@@ -247,6 +257,7 @@ def test_a_calibration_missing_a_camera_is_refused(tmp_path):
     assert "2 cameras for 3 views" in _adapt_cli(tmp_path, clip)
 
 
+@pytest.mark.slow
 def test_a_clip_with_nobody_in_it_is_refused(tmp_path):
     _write_video(tmp_path / "a.mp4", 3, person=False)
     _write_video(tmp_path / "b.mp4", 3, person=False)
@@ -254,6 +265,7 @@ def test_a_clip_with_nobody_in_it_is_refused(tmp_path):
     assert "no person detected" in _adapt_cli(tmp_path, tmp_path, "--calibration", str(tmp_path / "calibration.toml"))
 
 
+@pytest.mark.slow
 def test_bad_clip_files_are_one_sentence(tmp_path, synthetic_clip_file):
     assert "no such clip" in _adapt_cli(tmp_path, tmp_path / "missing")
     bad = tmp_path / "bad.npz"
@@ -271,6 +283,7 @@ def test_bad_clip_files_are_one_sentence(tmp_path, synthetic_clip_file):
     assert "no person detected in view virtual1" in _adapt_cli(tmp_path, blind, "--calibration", calib)
 
 
+@pytest.mark.slow
 def test_unknown_method_is_refused(tmp_path):
     cfg = tmp_path / "m.toml"
     cfg.write_text('[data]\nmotion = "x.npz"\n[train]\nmethod = "telepathy"\n')

@@ -35,6 +35,7 @@ def _seg(archive, c: int, a: str, b: str) -> np.ndarray:
     return np.linalg.norm(j[:, J[a]] - j[:, J[b]], axis=-1)
 
 
+@pytest.mark.slow
 def test_every_clip_imports(cmu):
     rows = _index_rows()
     expected = {r["file"].removesuffix(".bvh.gz") for r in rows}
@@ -49,6 +50,7 @@ def test_every_clip_imports(cmu):
         assert frames == pytest.approx(seconds * 30, abs=7), row["file"]  # minus a lead-in <= 12 frames
 
 
+@pytest.mark.slow
 def test_subject_heights_are_human(cmu):
     for c in range(cmu.num_clips):
         leg = np.median(_seg(cmu, c, "left_hip", "left_knee") + _seg(cmu, c, "left_knee", "left_ankle"))
@@ -57,6 +59,7 @@ def test_subject_heights_are_human(cmu):
         assert 1.4 <= stature <= 2.0, (cmu.clip_names[c], stature)
 
 
+@pytest.mark.slow
 def test_left_and_right_bones_agree(cmu):
     for c in range(cmu.num_clips):
         for a, b in RIGID[:8]:
@@ -65,6 +68,7 @@ def test_left_and_right_bones_agree(cmu):
             assert abs(la - ra) / la < 0.03, (cmu.clip_names[c], a, b, la, ra)
 
 
+@pytest.mark.slow
 def test_bone_lengths_are_constant_within_each_clip(cmu):
     for c in range(cmu.num_clips):
         for a, b in RIGID:
@@ -72,6 +76,7 @@ def test_bone_lengths_are_constant_within_each_clip(cmu):
             assert seg.std() / seg.mean() < 0.005, (cmu.clip_names[c], a, b)
 
 
+@pytest.mark.slow
 def test_walking_pelvis_speed(cmu):
     walks = [r["file"].removesuffix(".bvh.gz") for r in _index_rows() if r["description"].strip() == "walk"]
     assert len(walks) >= 3
@@ -82,6 +87,7 @@ def test_walking_pelvis_speed(cmu):
         assert 0.7 <= speed <= 2.0, (name, speed)
 
 
+@pytest.mark.slow
 def test_salsa_is_read_at_60_fps(cmu):
     """At 60 fps the salsa pelvis travels like the other dances (~0.5 m/s), not twice as fast."""
     speeds = {}
@@ -95,6 +101,7 @@ def test_salsa_is_read_at_60_fps(cmu):
     assert speeds["salsa"] < 0.8
 
 
+@pytest.mark.slow
 def test_canonical_geometry_on_real_mocap(cmu):
     c = cmu.clip_names.index("02/02_01")
     j = cmu.clip_joints(c)
@@ -135,6 +142,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "training.cli", *args], capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_prepare_rejects_an_unknown_skeleton_without_writing(tmp_path):
     bvh = tmp_path / "odd.bvh"
     bvh.write_text(_TINY)
@@ -146,6 +154,7 @@ def test_prepare_rejects_an_unknown_skeleton_without_writing(tmp_path):
     assert not out.exists() and list(tmp_path.iterdir()) == [bvh]
 
 
+@pytest.mark.slow
 def test_prepare_rejects_a_truncated_file_naming_it(tmp_path):
     src = (MOCAP / "02" / "02_01.bvh.gz")
     import gzip
@@ -158,6 +167,7 @@ def test_prepare_rejects_a_truncated_file_naming_it(tmp_path):
     assert not (tmp_path / "m.npz").exists()
 
 
+@pytest.mark.slow
 def test_prepare_missing_input(tmp_path):
     res = _run("prepare", str(tmp_path / "nope"), "--out", str(tmp_path / "m.npz"))
     assert res.returncode == 2 and "nope" in res.stderr and "Traceback" not in res.stderr

@@ -23,6 +23,8 @@ from training.synth import (
     scale_bones,
 )
 
+pytestmark = pytest.mark.slow  # every test samples from the full prepared CMU mocap
+
 
 @pytest.fixture(scope="module")
 def sampler(cmu_archive_path):

@@ -40,6 +40,7 @@ def _train(*args, env=None):
                           capture_output=True, text=True, env=env)
 
 
+@pytest.mark.slow
 def test_training_writes_checkpoints_curves_and_resumes(tmp_path, cmu_archive_path):
     cfg = _config(tmp_path, cmu_archive_path, epochs=2, steps=3, model="mlp", extra="dropout_off_at = 0.5")
     res = _train("--config", str(cfg))
@@ -57,6 +58,7 @@ def test_training_writes_checkpoints_curves_and_resumes(tmp_path, cmu_archive_pa
     assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == [1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_a_short_run_learns(tmp_path, cmu_archive_path):
     cfg = _config(tmp_path, cmu_archive_path, epochs=3, steps=25)
     assert _train("--config", str(cfg)).returncode == 0
@@ -64,6 +66,7 @@ def test_a_short_run_learns(tmp_path, cmu_archive_path):
     assert hist[-1]["val_clean_mpjpe_mm"] < 0.6 * hist[0]["val_clean_mpjpe_mm"] or hist[-1]["val_clean_mpjpe_mm"] < 200
 
 
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes(tmp_path, cmu_archive_path):
     cfg = _config(tmp_path, cmu_archive_path, epochs=1, steps=2)
     res = subprocess.run(
@@ -76,6 +79,7 @@ def test_torchrun_two_cpu_processes(tmp_path, cmu_archive_path):
     assert meta["training"]["processes"] == 2
 
 
+@pytest.mark.slow
 def test_fine_tuning_starts_from_a_checkpoint(tmp_path, cmu_archive_path):
     first = _config(tmp_path, cmu_archive_path, epochs=1, steps=12, model="mlp")
     assert _train("--config", str(first)).returncode == 0
@@ -95,6 +99,7 @@ def test_fine_tuning_starts_from_a_checkpoint(tmp_path, cmu_archive_path):
     assert res.returncode == 2 and "another architecture" in res.stderr and "Traceback" not in res.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("text,message", [
     ('[data]\nmotion = "x.npz"\ncamera_distance_m = [5, 1]\n', "camera_distance_m must be [near, far]"),
     ('[data]\nmotion = "x.npz"\n[train]\nepochz = 3\n', "unknown key(s) in [train]: epochz"),
