@@ -37,6 +37,8 @@ from typing import Literal, Sequence
 
 import numpy as np
 
+from engines.rotations import matrix_from_euler
+
 __all__ = [
     "Camera",
     "CameraBatch",
@@ -245,13 +247,7 @@ def look_at_rotation(
     right = right / right_n
     down = np.cross(fwd, right)
     r0 = np.stack([right, down, fwd], axis=-2)
-    roll = np.asarray(roll_rad, dtype=np.float64)
-    c, s = np.cos(roll), np.sin(roll)
-    zeros, ones = np.zeros_like(c), np.ones_like(c)
-    rz = np.stack(
-        [np.stack([c, -s, zeros], -1), np.stack([s, c, zeros], -1), np.stack([zeros, zeros, ones], -1)],
-        axis=-2,
-    )
+    rz = matrix_from_euler(np.asarray(roll_rad, dtype=np.float64)[..., None], "Z")
     return rz @ r0
 
 

@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from realtime.rig import RIG_NODES, RIG_PARENTS, matrix_from_quat
+from engines.rotations import euler_from_matrix, matrix_from_quat
+from realtime.rig import RIG_NODES, RIG_PARENTS
 
 __all__ = ["BvhRecorder", "bvh_text", "euler_zxy_deg"]
 
@@ -42,12 +43,7 @@ _END_SITES = {  # leaf -> End Site offset in its own frame (rest axes), metres; 
 
 def euler_zxy_deg(R: np.ndarray) -> np.ndarray:
     """(..., 3, 3) rotations -> (..., 3) angles (z, x, y) in degrees with R = Rz(z) @ Rx(x) @ Ry(y)."""
-    R = np.asarray(R, dtype=np.float64)
-    x = np.arcsin(np.clip(R[..., 2, 1], -1.0, 1.0))
-    gimbal = np.abs(R[..., 2, 1]) > 1.0 - 1e-12
-    z = np.where(gimbal, np.arctan2(R[..., 1, 0], R[..., 0, 0]), np.arctan2(-R[..., 0, 1], R[..., 1, 1]))
-    y = np.where(gimbal, 0.0, np.arctan2(-R[..., 2, 0], R[..., 2, 2]))
-    return np.degrees(np.stack([z, x, y], axis=-1))
+    return euler_from_matrix(R, "ZXY", degrees=True)
 
 
 def _hierarchy(offsets: np.ndarray) -> str:

@@ -17,6 +17,8 @@ Conventions (the same in the ZeroMQ v2 message, ``docs/game-engines.md`` and the
 * **Rotations**: unit quaternions in the order **(x, y, z, w)** everywhere in posestream
   (Unity, glTF and VMC order), ``w >= 0``. A bone's *local* rotation is relative to its parent
   bone (``R_global = R_global(parent) @ R_local``); the Hips' is relative to the rig frame.
+  The conversions are ``engines.rotations``' (``quat_from_matrix`` and ``matrix_from_quat`` are
+  re-exported here).
 * **Bones** (``engines.skeleton.HUMANOID_BONES``, VRM names) plus one site, HeadTop (the
   crown, fixed on the Head) (:data:`RIG_NODES`). Each node has a local offset: where it starts in its
   parent's frame; the Hips' offset is the root position (the pelvis) in the rig frame.
@@ -57,6 +59,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engines.rotations import matrix_from_quat, quat_from_matrix
 from engines.skeleton import CANONICAL, HEAD_SITES_M, HUMANOID_BONES, HUMANOID_PARENTS
 
 __all__ = [
@@ -260,42 +263,6 @@ def measure_lengths(rig_joints: np.ndarray) -> np.ndarray:
 def offsets_from_lengths(lengths: np.ndarray) -> np.ndarray:
     """Node offsets (N, R, 3) in the parent's frame from lengths (N, 15); the Hips' is zero."""
     return np.einsum("rck,nk->nrc", _OFFSETS, np.asarray(lengths, dtype=np.float64))
-
-
-def quat_from_matrix(R: np.ndarray) -> np.ndarray:
-    """(..., 3, 3) rotation matrices -> (..., 4) unit quaternions (x, y, z, w), w >= 0."""
-    R = np.asarray(R, dtype=np.float64)
-    m00, m11, m22 = R[..., 0, 0], R[..., 1, 1], R[..., 2, 2]
-    cand = np.stack([1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22, 1 + m00 + m11 + m22], -1)
-    k = np.argmax(cand, axis=-1)
-    s = np.sqrt(np.maximum(np.take_along_axis(cand, k[..., None], -1)[..., 0], _EPS)) * 2.0  # 4 * |component|
-    a = (R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1])  # 4 w x, 4 w y, 4 w z
-    b = (R[..., 0, 1] + R[..., 1, 0], R[..., 0, 2] + R[..., 2, 0], R[..., 1, 2] + R[..., 2, 1])  # 4 x y, 4 x z, 4 y z
-    q = np.empty(R.shape[:-2] + (4,))
-    rows = (
-        (s / 4, b[0] / s, b[1] / s, a[0] / s),
-        (b[0] / s, s / 4, b[2] / s, a[1] / s),
-        (b[1] / s, b[2] / s, s / 4, a[2] / s),
-        (a[0] / s, a[1] / s, a[2] / s, s / 4),
-    )
-    for i, comps in enumerate(rows):
-        sel = k == i
-        for c in range(4):
-            q[..., c] = np.where(sel, comps[c], q[..., c]) if i else comps[c]
-    q *= np.where(q[..., 3:] < 0, -1.0, 1.0)
-    return q / np.linalg.norm(q, axis=-1, keepdims=True)
-
-
-def matrix_from_quat(q: np.ndarray) -> np.ndarray:
-    """(..., 4) quaternions (x, y, z, w) -> (..., 3, 3) rotation matrices (normalising first)."""
-    q = np.asarray(q, dtype=np.float64)
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    x, y, z, w = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
-    ], -2)  # fmt: skip
 
 
 def local_rotations(global_R: np.ndarray) -> np.ndarray:

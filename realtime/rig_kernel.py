@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from engines.rotations_kernel import quat_from_matrix_numba
+
 __all__ = ["measure_lengths_numba", "solve_rows_numba"]
 
 _STRAIGHT_BLEND = 0.3
@@ -101,32 +103,8 @@ def _limb_reference(R, parent, u, f, d_rest, t_rest, sign):
 
 @njit(cache=True)
 def _quat_into(M, m, rows, n, b):
-    """rows[n, b, 3:7] = quaternion (x, y, z, w) of M[m], w >= 0, the same branches as the reference."""
-    R = M[m]
-    m00, m11, m22 = R[0, 0], R[1, 1], R[2, 2]
-    c0, c1, c2, c3 = 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22, 1 + m00 + m11 + m22
-    k, best = 0, c0
-    if c1 > best:
-        k, best = 1, c1
-    if c2 > best:
-        k, best = 2, c2
-    if c3 > best:
-        k, best = 3, c3
-    s = np.sqrt(max(best, _EPS)) * 2.0
-    a0, a1, a2 = R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]
-    b0, b1, b2 = R[0, 1] + R[1, 0], R[0, 2] + R[2, 0], R[1, 2] + R[2, 1]
-    if k == 0:
-        x, y, z, w = s / 4, b0 / s, b1 / s, a0 / s
-    elif k == 1:
-        x, y, z, w = b0 / s, s / 4, b2 / s, a1 / s
-    elif k == 2:
-        x, y, z, w = b1 / s, b2 / s, s / 4, a2 / s
-    else:
-        x, y, z, w = a0 / s, a1 / s, a2 / s, s / 4
-    if w < 0:
-        x, y, z, w = -x, -y, -z, -w
-    norm = np.sqrt(x * x + y * y + z * z + w * w)
-    rows[n, b, 3], rows[n, b, 4], rows[n, b, 5], rows[n, b, 6] = x / norm, y / norm, z / norm, w / norm
+    """rows[n, b, 3:7] = quaternion (x, y, z, w) of M[m] (``engines.rotations.quat_from_matrix``)."""
+    rows[n, b, 3], rows[n, b, 4], rows[n, b, 5], rows[n, b, 6] = quat_from_matrix_numba(M[m])
 
 
 @njit(cache=True)

@@ -70,6 +70,8 @@ from typing import Sequence
 
 import numpy as np
 
+from engines.rotations import matrix_angle, matrix_from_euler, matrix_from_quat, quat_from_matrix, quat_slerp
+
 __all__ = [
     "AUTO_PLAUSIBLE_SPAN_M",
     "AUTO_REFERENCE_SPAN_M",
@@ -345,82 +347,6 @@ def _snap_fps(fps: float) -> float:
 
 
 # --------------------------------------------------------------------------------------------
-# Rotation helpers
-# --------------------------------------------------------------------------------------------
-
-
-def _axis_rotation(axis: int, angles_deg: np.ndarray) -> np.ndarray:
-    """(F, 3, 3) rotations by angles_deg about the x/y/z axis (right-handed)."""
-    a = np.deg2rad(angles_deg)
-    c, s = np.cos(a), np.sin(a)
-    R = np.zeros(a.shape + (3, 3))
-    i, k = [(1, 2), (2, 0), (0, 1)][axis]
-    R[..., axis, axis] = 1.0
-    R[..., i, i] = c
-    R[..., k, k] = c
-    R[..., i, k] = -s
-    R[..., k, i] = s
-    return R
-
-
-def _matrix_to_quat(R: np.ndarray) -> np.ndarray:
-    """(..., 3, 3) rotation matrices -> (..., 4) unit quaternions (w, x, y, z)."""
-    R = np.asarray(R, dtype=np.float64)
-    m00, m11, m22 = R[..., 0, 0], R[..., 1, 1], R[..., 2, 2]
-    # 4 candidate |components|^2 * 4 (Shepperd); pick the largest for stability.
-    tr = np.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22,
-                   1 - m00 + m11 - m22, 1 - m00 - m11 + m22], axis=-1)
-    k = np.argmax(tr, axis=-1)
-    s = np.sqrt(np.maximum(np.take_along_axis(tr, k[..., None], -1)[..., 0], 1e-300)) * 2.0
-    q = np.empty(R.shape[:-2] + (4,))
-    d21, d02, d10 = R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]
-    s21, s02, s10 = R[..., 2, 1] + R[..., 1, 2], R[..., 0, 2] + R[..., 2, 0], R[..., 1, 0] + R[..., 0, 1]
-    cand = [
-        np.stack([s / 4, d21 / s, d02 / s, d10 / s], -1),
-        np.stack([d21 / s, s / 4, s10 / s, s02 / s], -1),
-        np.stack([d02 / s, s10 / s, s / 4, s21 / s], -1),
-        np.stack([d10 / s, s02 / s, s21 / s, s / 4], -1),
-    ]
-    for i in range(4):
-        m = k == i
-        q[m] = cand[i][m]
-    q /= np.linalg.norm(q, axis=-1, keepdims=True)
-    return q
-
-
-def _quat_to_matrix(q: np.ndarray) -> np.ndarray:
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
-    R = np.empty(q.shape[:-1] + (3, 3))
-    R[..., 0, 0] = 1 - 2 * (y * y + z * z)
-    R[..., 0, 1] = 2 * (x * y - w * z)
-    R[..., 0, 2] = 2 * (x * z + w * y)
-    R[..., 1, 0] = 2 * (x * y + w * z)
-    R[..., 1, 1] = 1 - 2 * (x * x + z * z)
-    R[..., 1, 2] = 2 * (y * z - w * x)
-    R[..., 2, 0] = 2 * (x * z - w * y)
-    R[..., 2, 1] = 2 * (y * z + w * x)
-    R[..., 2, 2] = 1 - 2 * (x * x + y * y)
-    return R
-
-
-def _slerp(q0: np.ndarray, q1: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Shortest-arc slerp of (..., 4) quaternions with weights t broadcast to (..., 1)."""
-    dot = np.sum(q0 * q1, axis=-1, keepdims=True)
-    q1 = np.where(dot < 0, -q1, q1)
-    dot = np.abs(dot)
-    t = np.asarray(t, dtype=np.float64)
-    theta = np.arccos(np.clip(dot, -1.0, 1.0))
-    sin_theta = np.sin(theta)
-    small = sin_theta < 1e-6
-    safe = np.where(small, 1.0, sin_theta)
-    w0 = np.where(small, 1.0 - t, np.sin((1.0 - t) * theta) / safe)
-    w1 = np.where(small, t, np.sin(t * theta) / safe)
-    q = w0 * q0 + w1 * q1
-    return q / np.linalg.norm(q, axis=-1, keepdims=True)
-
-
-# --------------------------------------------------------------------------------------------
 # Forward kinematics
 # --------------------------------------------------------------------------------------------
 
@@ -463,17 +389,19 @@ def _fk_from_channels(skel: BvhSkeleton, values: np.ndarray) -> tuple[np.ndarray
         R_local: np.ndarray | None = None
         if chans:
             t_frames = None
+            axes, angles = "", []
             for c in chans:
                 v = values[:, col]
                 col += 1
-                ax = _AXIS[c[0]]
                 if c.endswith("position"):
                     if t_frames is None:
                         t_frames = np.repeat(skel.offsets[j][None, :], F, axis=0)
-                    t_frames[:, ax] = v
+                    t_frames[:, _AXIS[c[0]]] = v
                 else:
-                    Ra = _axis_rotation(ax, v)
-                    R_local = Ra if R_local is None else R_local @ Ra
+                    axes += c[0]
+                    angles.append(v)
+            if axes:  # intrinsic, in the written order
+                R_local = matrix_from_euler(np.stack(angles, axis=-1), axes, degrees=True)
             if t_frames is not None:
                 t_local = t_frames
         p = parents[j]
@@ -881,21 +809,16 @@ def resample(motion: BvhMotion, fps: float = 30.0) -> BvhMotion:
     remap = np.zeros(F, dtype=np.int64)
     remap[need] = np.arange(len(need))
     lR, lt = _local_from_global(parents, motion.positions[need], motion.rotations[need])
-    q = _matrix_to_quat(lR)
+    q = quat_from_matrix(lR)
     q0, q1 = q[remap[i0]], q[remap[i1]]
+    qn = quat_slerp(q0, q1, a[:, None])
     w = a[:, None, None]
-    qn = _slerp(q0, q1, w)
     tn = (1 - w) * lt[remap[i0]] + w * lt[remap[i1]]
-    pos, rot = forward_kinematics(parents, _quat_to_matrix(qn), tn)
+    pos, rot = forward_kinematics(parents, matrix_from_quat(qn), tn)
     # copy coincident frames bit-exactly
     pos[exact] = motion.positions[i0[exact]]
     rot[exact] = motion.rotations[i0[exact]]
     return replace(motion, fps=fps, positions=pos, rotations=rot)
-
-
-def _rotation_angle_deg(R: np.ndarray) -> np.ndarray:
-    c = (np.trace(R, axis1=-2, axis2=-1) - 1.0) / 2.0
-    return np.degrees(np.arccos(np.clip(c, -1.0, 1.0)))
 
 
 #: Blend frames dropped after a rest pose by :func:`drop_rest_lead_in` (see its docstring).
@@ -923,8 +846,8 @@ def rest_lead_in_length(motion: BvhMotion, *, blend_frames: int = CMU_BLEND_FRAM
     lR = _local_from_global(skel.parents, motion.positions[:n], motion.rotations[:n])[0]
     rotating = np.array([any(c.endswith("rotation") for c in ch) for ch in skel.channels])
     rotating[0] = True
-    ang = _rotation_angle_deg(lR[:, rotating])  # (n, Jr)
-    root_rest = _rotation_angle_deg(lR[:, 0]) <= root_tol_deg
+    ang = np.degrees(matrix_angle(lR[:, rotating]))  # (n, Jr)
+    root_rest = np.degrees(matrix_angle(lR[:, 0])) <= root_tol_deg
     rms = np.sqrt(np.mean(ang ** 2, axis=1))
     rest = root_rest & (rms <= rest_rms_deg)
     run = int(np.argmin(rest)) if not rest.all() else n
