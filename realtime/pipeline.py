@@ -43,13 +43,13 @@ _HANDOFF_S = 0.002  # the longest a live producer steps aside for an idle consum
 class _HandoffQueue(queue.Queue):
     """A bounded queue that knows whether a consumer is waiting on it, so a producer can step aside.
 
-    Why: on the 2-core machine, when the capture thread handed a frame to an idle detector thread
-    and went straight on to decode the next frame, the woken detector often had to wait for the
-    scheduler's next tick (up to ~4 ms) before it got a core. :meth:`handoff` makes the producer
-    wait, off the CPU, until the consumer has taken the item (at most ``timeout``), and only when a
-    consumer was already waiting, so a busy consumer never holds the producer up. With it, the
-    wait from capture to detection start with the detector idle fell from p90 3.3-3.6 ms to
-    0.2-0.4 ms (``python -m benchmarks pipeline``, row "waiting, detector idle").
+    Why: with as many busy threads as cores, a producer that hands an item to an idle consumer
+    and goes straight on with its own work (the capture thread decoding the next frame) keeps
+    the core, and the woken consumer waits for the scheduler's next tick before it runs.
+    :meth:`handoff` makes the producer wait, off the CPU, until the consumer has taken the item
+    (at most ``timeout``), and only when a consumer was already waiting, so a busy consumer never
+    holds the producer up. ``python -m benchmarks pipeline`` measures the wait from capture to
+    detection start with the detector idle.
     """
 
     def __init__(self, maxsize: int) -> None:
@@ -185,8 +185,8 @@ class Pipeline:
         self.publisher, self.smoother = publisher, smoother
         self.rig, self.vmc = rig, vmc  # realtime.rig.RigSolver, realtime.vmc.VmcSender (optional)
         depth = 1 if config.live else 8
-        # capture -> detect hands over (live sources); tried on the later queues too, it helped
-        # nothing there: the lifter's ONNX Runtime threads then held both cores
+        # only capture -> detect hands over: behind it, the lifter's ONNX Runtime threads keep the
+        # cores busy, so a producer stepping aside there would only wait
         self.q1 = _HandoffQueue(depth)
         self.q2: queue.Queue = queue.Queue(depth)
         self.q3: queue.Queue = queue.Queue(depth)
