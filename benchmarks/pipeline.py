@@ -86,6 +86,7 @@ def run(video: Path, fast: bool, frames: int | None, warmup_frames: int = 10, de
     from engines.skeleton import CANONICAL
     from realtime.detect2d import make_detector
     from realtime.lift import Lifter
+    from realtime.outputs import ZmqOutput
     from realtime.pipeline import Pipeline, PipelineConfig
     from realtime.publish import Publisher
     from realtime.smooth import SkeletonSmoother, warmup
@@ -102,7 +103,7 @@ def run(video: Path, fast: bool, frames: int | None, warmup_frames: int = 10, de
         try:
             subscriber.connect(lambda: publisher.send(empty, frame=0, timestamps={}, persons=[]))
             config = PipelineConfig(max_frames=frames, status=False, live=spec.live, keep_stamps=True)
-            pipeline = Pipeline(config, source, detector_2d, Lifter(engine), publisher, SkeletonSmoother())
+            pipeline = Pipeline(config, source, detector_2d, Lifter(engine), [ZmqOutput(publisher)], SkeletonSmoother())
             with ResourceMeter() as meter:
                 stats = pipeline.run()
             receipts = subscriber.collect()

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from engines.rotations import euler_from_matrix, matrix_from_quat
+from realtime.outputs import FrameResult, Output
 from realtime.rig import RIG_NODES, RIG_PARENTS
 
 __all__ = ["BvhRecorder", "bvh_text", "euler_zxy_deg"]
@@ -101,8 +101,10 @@ def bvh_text(rows: np.ndarray, offsets: np.ndarray, fps: float) -> str:
     return (_hierarchy(offsets) + f"MOTION\nFrames: {len(rows)}\nFrame Time: {1.0 / fps:.8f}\n" + buf.getvalue())
 
 
-class BvhRecorder:
-    """Collects the rig of every published frame; :meth:`write` writes the BVH take(s)."""
+class BvhRecorder(Output):
+    """Collects the rig of every published frame; :meth:`close` (or :meth:`write`) writes the BVH take(s)."""
+
+    needs_rig = True
 
     def __init__(self, path: str | Path, fps: float) -> None:
         self.path = Path(path)
@@ -112,15 +114,15 @@ class BvhRecorder:
         self._takes: dict[int, list[tuple[int, np.ndarray]]] = {}
         self._offsets: dict[int, np.ndarray] = {}
 
-    def add(self, header: dict[str, Any], joints: np.ndarray, rig: Any = None) -> None:
-        """Record one message; ``rig`` is its ``realtime.rig.RigFrame`` (required for BVH)."""
-        frame = int(header["frame"])
+    def send(self, result: FrameResult) -> None:
+        """Record one frame; its ``rig`` (a ``realtime.rig.RigFrame``) is required when anyone is in view."""
+        frame, rig = int(result.frame), result.rig
         # time advances by the source frames elapsed (dropped frames included); a loop restart counts one
         step = frame - self._last_frame if self._last_frame is not None and frame > self._last_frame else 1
         self._slot += step
         self._last_frame = frame
         if rig is None:
-            if len(joints):
+            if len(result.joints):
                 raise ValueError("a BVH recording needs the rig solver (realtime.rig.RigSolver) in the pipeline")
             return
         for pid, rows in zip(rig.ids, rig.rows):
@@ -152,3 +154,6 @@ class BvhRecorder:
             with atomic_path(path) as tmp:
                 tmp.write_text(text)
         return self.path
+
+    def close(self) -> None:
+        self.write()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -10,8 +11,15 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engines.cli_support import run_cli
+
+if TYPE_CHECKING:
+    from realtime.outputs import OutputOptions
+    from realtime.pipeline import Pipeline, PipelineStats
+    from realtime.rig import RigSolver
+    from realtime.smooth import SkeletonSmoother
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
 DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "demo.mp4"
@@ -52,16 +60,24 @@ def _source_spec(args: argparse.Namespace):
 
 
 def _stream(args: argparse.Namespace, spec) -> int:
-    """Open everything (failing early with one sentence), then run the threads until done or Ctrl-C."""
+    """``run`` and ``demo``: check the flags, open everything, stream until done or Ctrl-C, release everything."""
+    options = _check_stream_flags(args)
+    with contextlib.ExitStack() as teardown:
+        pipeline = _open_pipeline(args, spec, options, teardown)
+        stats = _run_until_stopped(pipeline)
+    if args.streamed is not None:
+        args.streamed.set()
+    _print_summary(stats, args.record)
+    return 0
+
+
+def _check_stream_flags(args: argparse.Namespace) -> OutputOptions:
+    """Every cheap check, before the camera opens: a typo or a missing file is one sentence before
+    anything heavy loads. Returns the checked output options."""
     import engines
     from realtime.detect2d import DETECTORS, make_detector
-    from realtime.lift import Lifter
-    from realtime.pipeline import Pipeline, PipelineConfig
-    from realtime.publish import Publisher
-    from realtime.smooth import OneEuroConfig, SkeletonSmoother, warmup
-    from realtime.sources import open_source
+    from realtime.outputs import OutputOptions
 
-    # cheap checks first, so a typo or a missing file is one sentence before anything heavy loads
     if args.detector not in DETECTORS:
         make_detector(args.detector)  # raises the sentence naming the choices
     if args.device != "cpu" and args.detector == "mediapipe":
@@ -75,96 +91,85 @@ def _stream(args: argparse.Namespace, spec) -> int:
         from engines.models import check_height
 
         check_height(args.height)
-    rig_outputs = _rig_outputs(args)  # --vmc / --record checked before anything heavy opens
+    return OutputOptions.from_flags(bind=args.bind, vmc=args.vmc, record=args.record, rotations=args.rotations)
+
+
+def _open_pipeline(args: argparse.Namespace, spec, options: OutputOptions,
+                   teardown: contextlib.ExitStack) -> Pipeline:
+    """Open the source, the outputs, the lifter, the detector and the viewer, each released by
+    ``teardown``. The ZeroMQ socket binds right after the source opens, seconds before the first
+    message, so subscribers already waiting have connected by then."""
+    import engines
+    from realtime.detect2d import make_detector
+    from realtime.lift import Lifter
+    from realtime.outputs import build_outputs
+    from realtime.pipeline import Pipeline, PipelineConfig
+    from realtime.sources import open_source
+
     source = open_source(spec)
-    publisher = detector = viewer = vmc = None
+    teardown.callback(source.release)
+    outputs = build_outputs(options, source.info(), source.fps)
+    for output in outputs:
+        teardown.callback(output.close)
+    engine = engines.load(args.checkpoint, backend=args.backend, spin=False)  # the CPU is shared with the detector
+    lifter = Lifter(engine, _height_scale(args.height, engine))
+    detector = make_detector(args.detector, args.device,
+                             **({} if args.max_persons is None else {"max_persons": args.max_persons}))
+    teardown.callback(detector.close)
+    smoother = None if args.no_smoothing else _smoother(args.min_cutoff, args.beta)
+    if not args.no_view:
+        viewer = subprocess.Popen([sys.executable, "-m", "realtime.cli", "view", "--connect", args.bind])
+        teardown.callback(viewer.terminate)
+    print(f"publishing on {args.bind}: {spec.describe()} ({source.width}x{source.height} at {source.fps:g} fps), "
+          f"detector {args.detector}, lifter {engine.backend} (T={engine.receptive_field})", file=sys.stderr)
+    for output in outputs:
+        if output.notice:
+            print(output.notice, file=sys.stderr)
+    rig = _rig_solver() if any(output.needs_rig for output in outputs) else None
+    config = PipelineConfig(max_frames=args.max_frames, status=not args.quiet, live=spec.live)
+    return Pipeline(config, source, detector, lifter, outputs, smoother, rig=rig)
+
+
+def _height_scale(height: float | None, engine) -> float:
+    """The lifter's output scale for a person of ``height`` metres (1 without ``--height``)."""
+    if height is None:
+        return 1.0
+    from engines.models import height_scale
+
+    return height_scale(height, engine.body_size_m)
+
+
+def _smoother(min_cutoff: float | None, beta: float | None) -> SkeletonSmoother:
+    from realtime.smooth import OneEuroConfig, SkeletonSmoother, warmup
+
+    warmup()
+    tuned = {k: v for k, v in (("min_cutoff", min_cutoff), ("beta", beta)) if v is not None}
+    return SkeletonSmoother(config=OneEuroConfig(**tuned))
+
+
+def _rig_solver() -> RigSolver:
+    from realtime.rig import RigSolver, warmup
+
+    warmup()
+    return RigSolver()
+
+
+def _run_until_stopped(pipeline: Pipeline) -> PipelineStats:
+    """Run the pipeline's threads; Ctrl-C (SIGINT) asks them to stop instead of raising."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        publisher = Publisher(args.bind, source=source.info())
-        engine = engines.load(args.checkpoint, backend=args.backend, spin=False)  # the CPU is shared with the detector
-        scale = 1.0
-        if args.height is not None:
-            from engines.models import height_scale
-
-            scale = height_scale(args.height, engine.body_size_m)
-        detector = make_detector(args.detector, args.device,
-                                 **({} if args.max_persons is None else {"max_persons": args.max_persons}))
-        smoother = None
-        if not args.no_smoothing:
-            warmup()
-            tuned = {k: v for k, v in (("min_cutoff", args.min_cutoff), ("beta", args.beta)) if v is not None}
-            smoother = SkeletonSmoother(config=OneEuroConfig(**tuned))
-        if not args.no_view:
-            viewer = subprocess.Popen([sys.executable, "-m", "realtime.cli", "view", "--connect", args.bind])
-        print(f"publishing on {args.bind}: {spec.describe()} ({source.width}x{source.height} at {source.fps:g} fps), "
-              f"detector {args.detector}, lifter {engine.backend} (T={engine.receptive_field})", file=sys.stderr)
-        config = PipelineConfig(max_frames=args.max_frames, record=Path(args.record) if args.record else None,
-                                status=not args.quiet, live=spec.live, rotations=args.rotations)
-        rig = None
-        if rig_outputs["rig"]:
-            from realtime.rig import RigSolver
-            from realtime.rig import warmup as rig_warmup
-
-            rig_warmup()
-            rig = RigSolver()
-        if rig_outputs["vmc"] is not None:
-            from realtime.vmc import VmcSender
-
-            vmc = VmcSender(*rig_outputs["vmc"])
-            print(f"sending VMC to {vmc.address[0]}:{vmc.address[1]}" + (" (another machine)" if vmc.remote else ""),
-                  file=sys.stderr)
-        pipeline = Pipeline(config, source, detector, Lifter(engine, scale), publisher, smoother, rig=rig, vmc=vmc)
-        stop = threading.Event()
-        previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
-        try:
-            stats = pipeline.run(stop)
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        return pipeline.run(stop)
     finally:
-        source.release()
-        if detector is not None:
-            detector.close()
-        if publisher is not None:
-            publisher.close()
-        if viewer is not None:
-            viewer.terminate()
-        if vmc is not None:
-            vmc.close()
-    global _streamed
-    _streamed = True
+        signal.signal(signal.SIGINT, previous)
+
+
+def _print_summary(stats: PipelineStats, record: str | None) -> None:
     s = stats.summary()
     lat = s["latency_ms"]
     print(f"done: {s['published']} frames published ({s['with_person']} with a person) in {s['wall_s']:.1f} s, "
           f"{s['fps']:.1f} fps" + (f", capture->publish p50 {lat['p50']:.1f} ms p99 {lat['p99']:.1f} ms" if lat else "")
-          + (f"; recorded to {args.record}" if args.record else ""), file=sys.stderr)
-    return 0
-
-
-def _rig_outputs(args: argparse.Namespace) -> dict:
-    """Check --vmc and --record early (one sentence each); say whether the rig solver is needed."""
-    vmc = None
-    if args.vmc is not None:
-        from realtime.vmc import VmcSender, parse_host_port
-
-        vmc = parse_host_port(args.vmc)
-        VmcSender(*vmc).close()  # resolves the host now: a typo is one sentence before anything loads
-    if args.record:
-        _check_writable(Path(args.record))
-    bvh = bool(args.record) and Path(args.record).suffix.lower() == ".bvh"
-    return {"vmc": vmc, "rig": bool(args.rotations or vmc is not None or bvh)}
-
-
-def _check_writable(path: Path) -> None:
-    """Fail now, not after the take, when the recording cannot be written where asked."""
-    import tempfile
-
-    if path.is_dir():
-        raise IsADirectoryError(f"cannot record to {path}: it is a directory; give a file name such as take.bvh")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".check"):
-            pass
-    except OSError as exc:
-        raise OSError(f"cannot record to {path}: {exc.strerror or exc}") from None
+          + (f"; recorded to {record}" if record else ""), file=sys.stderr)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -236,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="realtime",
         description="Real-time 3D human pose from a webcam or video, streamed over ZeroMQ.",
     )
+    parser.set_defaults(streamed=None)  # main gives an Event: a stream command sets it after its run
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     p = sub.add_parser(
         "doctor",
@@ -292,12 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_streamed = False  # set once a pipeline has run and released everything
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    code = run_cli(build_parser(), argv)
-    if _streamed and argv is None:
+    parser = build_parser()
+    streamed = threading.Event()  # set by a stream command once its pipeline ran and everything is released
+    parser.set_defaults(streamed=streamed)
+    code = run_cli(parser, argv)
+    if streamed.is_set() and argv is None:
         # Launched from the command line after a pipeline ran: threads are joined, sockets closed,
         # the camera released and the recording written. Skip the interpreter's teardown of
         # MediaPipe, ONNX Runtime and torch (over a second on 2 cores) so Ctrl-C exits promptly.

@@ -2,7 +2,7 @@
 
 Four threads joined by bounded queues::
 
-    capture --q1--> detect (2D) --q2--> lift (3D) --q3--> smooth + publish (+ record, status)
+    capture --q1--> detect (2D) --q2--> lift (3D) --q3--> smooth + rig + outputs (+ status)
 
 Queue policy: a live source (a camera, a stream, or a file replayed at its native rate) keeps
 only the newest item in each queue: when a stage falls behind, the oldest waiting frame is
@@ -10,12 +10,15 @@ dropped (and counted), so latency never accumulates. ``--fast`` file runs block 
 every frame is processed. A live capture thread that hands a frame to an idle detector waits,
 off the CPU, until the detector has taken it (``_HandoffQueue``) before decoding the next one.
 Each packet carries monotonic timestamps taken at capture, detection start and end, lift end and
-publish; they go out in every message.
+publish; they go out in every message. The publish stage builds one ``realtime.outputs.FrameResult``
+per frame and hands it to every output (ZeroMQ, VMC, recordings) through one interface.
 
 Stopping: ``stop`` (an Event, set by Ctrl-C) ends every loop within about 0.1 s plus the stage's
 current work; the end of a file (without ``--loop``) or ``max_frames`` flows through the queues
 as an end marker so every frame already captured is still published and recorded. An exception
-in any stage stops the others, the recording is flushed, and :meth:`Pipeline.run` re-raises it.
+in any stage stops the others and :meth:`Pipeline.run` re-raises it. :meth:`Pipeline.run` starts
+the outputs; the caller owns them and closes them after the run (closing a recorder writes its
+file), whether or not it failed.
 """
 
 from __future__ import annotations
@@ -25,15 +28,15 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from engines.skeleton import CANONICAL
+from realtime.outputs import FrameResult, Output, PublishStamp, send_all
 
-__all__ = ["Pipeline", "PipelineConfig", "PipelineStats", "Recorder"]
+__all__ = ["Pipeline", "PipelineConfig", "PipelineStats"]
 
 _END = object()
 _TICK_S = 0.1
@@ -43,13 +46,13 @@ _HANDOFF_S = 0.002  # the longest a live producer steps aside for an idle consum
 class _HandoffQueue(queue.Queue):
     """A bounded queue that knows whether a consumer is waiting on it, so a producer can step aside.
 
-    Why: on the 2-core machine, when the capture thread handed a frame to an idle detector thread
-    and went straight on to decode the next frame, the woken detector often had to wait for the
-    scheduler's next tick (up to ~4 ms) before it got a core. :meth:`handoff` makes the producer
-    wait, off the CPU, until the consumer has taken the item (at most ``timeout``), and only when a
-    consumer was already waiting, so a busy consumer never holds the producer up. With it, the
-    wait from capture to detection start with the detector idle fell from p90 3.3-3.6 ms to
-    0.2-0.4 ms (``python -m benchmarks pipeline``, row "waiting, detector idle").
+    Why: with as many busy threads as cores, a producer that hands an item to an idle consumer
+    and goes straight on with its own work (the capture thread decoding the next frame) keeps
+    the core, and the woken consumer waits for the scheduler's next tick before it runs.
+    :meth:`handoff` makes the producer wait, off the CPU, until the consumer has taken the item
+    (at most ``timeout``), and only when a consumer was already waiting, so a busy consumer never
+    holds the producer up. ``python -m benchmarks pipeline`` measures the wait from capture to
+    detection start with the detector idle.
     """
 
     def __init__(self, maxsize: int) -> None:
@@ -83,10 +86,8 @@ class _HandoffQueue(queue.Queue):
 @dataclass(frozen=True)
 class PipelineConfig:
     max_frames: int | None = None
-    record: Path | None = None
     status: bool = True
     live: bool = True  # drop stale frames (cameras, paced files); False: process every frame (--fast)
-    rotations: bool = False  # publish the rig's bone rotations (protocol v2); needs a rig solver
     keep_stamps: bool = False  # keep every published frame's stamps in stats.stamps (benchmarks; grows with the run)
 
 
@@ -131,73 +132,28 @@ class PipelineStats:
                 "smooth_publish_ms": pct(self.smooth_publish_ms), "wall_s": self.wall_s}
 
 
-class Recorder:
-    """Everything published, kept in memory and written once as ``.npz`` (atomically) at the end.
-
-    Arrays: ``frame``, ``t_capture_ns``, ``t_publish_ns``, ``persons`` (per message); ``joints``
-    (rows, 17, 3) metres camera frame, ``row_message`` (the message index of each row),
-    ``person_id``, ``joint_confidence`` (rows, 17); ``joint_names``.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.meta: list[tuple[int, int, int, int]] = []
-        self.rows: list[np.ndarray] = []
-        self.row_msg: list[int] = []
-        self.ids: list[int] = []
-        self.conf: list[np.ndarray] = []
-
-    def add(self, header: dict[str, Any], joints: np.ndarray, rig: Any = None) -> None:
-        k = len(self.meta)
-        self.meta.append((header["frame"], header["t_capture_ns"] or 0, header["t_publish_ns"], len(joints)))
-        for person, row in zip(header["persons"], joints):
-            self.rows.append(row)
-            self.row_msg.append(k)
-            self.ids.append(int(person["id"]))
-            self.conf.append(np.asarray(person["joint_confidence"], np.float32))
-
-    def write(self) -> Path:
-        from engines.fileio import atomic_path
-
-        meta = np.asarray(self.meta, np.int64).reshape(-1, 4)
-        J = CANONICAL.num_joints
-        with atomic_path(self.path) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, frame=meta[:, 0], t_capture_ns=meta[:, 1], t_publish_ns=meta[:, 2], persons=meta[:, 3],
-                     joints=np.asarray(self.rows, np.float32).reshape(-1, J, 3),
-                     row_message=np.asarray(self.row_msg, np.int64), person_id=np.asarray(self.ids, np.int64),
-                     joint_confidence=np.asarray(self.conf, np.float32).reshape(-1, J),
-                     joint_names=np.asarray(CANONICAL.joint_names))
-        return self.path
-
-
 class Pipeline:
-    """Wires a frame source, a 2D detector, a lifter, a smoother and a publisher into threads.
+    """Wires a frame source, a 2D detector, a lifter, a smoother, a rig solver and outputs into threads.
 
     Every component is a plain object: ``source.read() -> Frame | None``, ``detector.detect(image)
     -> Detection``, ``lifter(keypoints, ids) -> (P, 17, 3)``, ``smoother(dict id -> (17, 3), t_ns)
-    -> dict`` (or None), ``publisher.send(joints, frame=, timestamps=, persons=) -> header``.
+    -> dict`` (or None), ``rig(ids, joints, t_ns) -> realtime.rig.RigFrame`` (or None: no
+    rotations), and ``outputs``, each a ``realtime.outputs.Output`` taking every frame's result
+    in order (``realtime.outputs.build_outputs`` makes them from the command line's flags).
     """
 
-    def __init__(self, config: PipelineConfig, source, detector, lifter, publisher, smoother=None, rig=None,
-                 vmc=None) -> None:
+    def __init__(self, config: PipelineConfig, source, detector, lifter, outputs: Sequence[Output], smoother=None,
+                 rig=None) -> None:
         self.config = config
         self.source, self.detector, self.lifter = source, detector, lifter
-        self.publisher, self.smoother = publisher, smoother
-        self.rig, self.vmc = rig, vmc  # realtime.rig.RigSolver, realtime.vmc.VmcSender (optional)
+        self.outputs, self.smoother, self.rig = list(outputs), smoother, rig
         depth = 1 if config.live else 8
-        # capture -> detect hands over (live sources); tried on the later queues too, it helped
-        # nothing there: the lifter's ONNX Runtime threads then held both cores
+        # only capture -> detect hands over: behind it, the lifter's ONNX Runtime threads keep the
+        # cores busy, so a producer stepping aside there would only wait
         self.q1 = _HandoffQueue(depth)
         self.q2: queue.Queue = queue.Queue(depth)
         self.q3: queue.Queue = queue.Queue(depth)
         self.stats = PipelineStats()
-        self.recorder = None
-        if config.record and Path(config.record).suffix.lower() == ".bvh":
-            from realtime.bvh_export import BvhRecorder
-
-            self.recorder = BvhRecorder(config.record, fps=float(getattr(source, "fps", 30.0) or 30.0))
-        elif config.record:
-            self.recorder = Recorder(config.record)
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._recent: deque[tuple[float, float, float, float, int]] = deque(maxlen=256)
@@ -274,37 +230,37 @@ class Pipeline:
         last_status = time.monotonic()
         while (p := self._get(self.q3)) is not _END:
             t0 = time.monotonic_ns()
-            joints = p.joints
-            if self.smoother is not None:
-                smoothed = self.smoother({int(i): j for i, j in zip(p.ids, joints)}, p.t["t_capture_ns"])
-                joints = np.stack([smoothed[int(i)] for i in p.ids]).astype(np.float32) if len(p.ids) else joints
+            joints = self._smooth(p)
             t_smoothed = time.monotonic_ns()
-            persons = [{"id": int(i), "confidence": float(s), "joint_confidence": kp[:, 2]}
-                       for i, s, kp in zip(p.ids, p.scores, p.keypoints)]
-            joints = np.ascontiguousarray(joints, np.float32)
             rig = self.rig(p.ids, joints, p.t["t_capture_ns"]) if self.rig is not None else None
-            header = self.publisher.send(joints, frame=p.frame, timestamps=p.t, persons=persons,
-                                         **({"rig": rig.rows} if rig is not None and self.config.rotations else {}))
-            if self.vmc is not None:
-                self.vmc.send(rig, header["t_publish_ns"])
-            if self.recorder is not None:
-                self.recorder.add(header, joints, rig)
-            self._account(p, header, t0, t_smoothed)
+            result = FrameResult(frame=p.frame, timestamps=p.t, ids=p.ids, confidences=p.scores,
+                                 joint_confidences=p.keypoints[:, :, 2], joints=joints, rig=rig)
+            stamp = send_all(self.outputs, result).published
+            # without an output that stamps (no ZeroMQ output), the stage's own stamp times the frame
+            self._account(p, stamp or PublishStamp(self.stats.published, time.monotonic_ns()), t0, t_smoothed)
             if self.config.status and time.monotonic() - last_status >= 1.0:
                 last_status = time.monotonic()
                 self._status_line()
         if self.config.status:
             self._status_line(final=True)
 
-    def _account(self, p: _Packet, header: dict[str, Any], t0: int, t_smoothed: int) -> None:
+    def _smooth(self, p: _Packet) -> np.ndarray:
+        """The lifted joints through the smoother (if any), as contiguous float32 (P, 17, 3)."""
+        joints = p.joints
+        if self.smoother is not None:
+            smoothed = self.smoother({int(i): j for i, j in zip(p.ids, joints)}, p.t["t_capture_ns"])
+            joints = np.stack([smoothed[int(i)] for i in p.ids]).astype(np.float32) if len(p.ids) else joints
+        return np.ascontiguousarray(joints, np.float32)
+
+    def _account(self, p: _Packet, stamp: PublishStamp, t0: int, t_smoothed: int) -> None:
         s = self.stats
         if self.config.keep_stamps:
             s.stamps.append({**p.t, "t_lift_start_ns": p.lift_start_ns, "t_publish_stage_ns": t0,
-                             "t_smooth_end_ns": t_smoothed, "t_publish_ns": header["t_publish_ns"],
-                             "seq": header["seq"], "frame": p.frame})
+                             "t_smooth_end_ns": t_smoothed, "t_publish_ns": stamp.t_publish_ns,
+                             "seq": stamp.seq, "frame": p.frame})
         s.published += 1
         s.with_person += int(len(p.ids) > 0)
-        t, tp = p.t, header["t_publish_ns"]
+        t, tp = p.t, stamp.t_publish_ns
         s.latency_ms.append((tp - t["t_capture_ns"]) / 1e6)
         s.detect_ms.append((t["t_detect_end_ns"] - t["t_detect_start_ns"]) / 1e6)
         s.wait_detect_ms.append((t["t_detect_start_ns"] - t["t_capture_ns"]) / 1e6)
@@ -334,9 +290,12 @@ class Pipeline:
             self._stop.set()
 
     def run(self, stop: threading.Event | None = None) -> PipelineStats:
-        """Run until the source ends, ``max_frames``, ``stop`` is set, or a stage fails."""
+        """Run until the source ends, ``max_frames``, ``stop`` is set, or a stage fails (re-raised
+        here once every thread has stopped). Starts the outputs; they stay open for the caller to close."""
         threads = [threading.Thread(target=self._guard, args=(fn,), name=f"posestream-{fn.__name__[1:]}", daemon=True)
                    for fn in (self._capture, self._detect, self._lift, self._publish)]
+        for output in self.outputs:
+            output.start()
         t0 = time.monotonic()
         for th in threads:
             th.start()
@@ -352,8 +311,6 @@ class Pipeline:
             for th in threads:
                 th.join(1.0)
             self.stats.wall_s = time.monotonic() - t0
-            if self.recorder is not None:
-                self.recorder.write()
         if self.error is not None:
             raise self.error
         return self.stats

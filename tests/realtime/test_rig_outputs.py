@@ -23,6 +23,7 @@ from realtime.protocol import (
 from realtime.publish import Publisher
 from realtime.vmc import VmcError, VmcSender, parse_host_port
 from tests.realtime.rig_checks import assert_fk_reproduces
+from tests.realtime.test_publish import sync
 
 J = CANONICAL.num_joints
 R = len(rig.RIG_NODES)
@@ -93,8 +94,10 @@ def test_v2_encode_refuses_mismatches(mocap_camera):
 def test_v2_over_zeromq_reproduces_the_joints(mocap_camera):
     solver = rig.RigSolver()
     received = []
-    with Publisher("tcp://127.0.0.1:*") as pub, Subscriber(pub.endpoint) as sub:
-        time.sleep(0.3)  # let the subscription reach the publisher
+    # sndhwm: this loop sends faster than libzmq hands a PUB socket its queue credit back, so
+    # the publisher's default 4-message mark would drop messages that the test waits for
+    with Publisher("tcp://127.0.0.1:*", sndhwm=64) as pub, Subscriber(pub.endpoint) as sub:
+        sync(pub, lambda ms: sub.recv(timeout_ms=ms))  # the subscription has reached the publisher
         for i, pose in enumerate(mocap_camera[:30]):
             frame = solver([3], pose[None], i * 33_333_333)
             pub.send(pose[None], frame=i, timestamps={"t_capture_ns": i}, persons=[_people(4)[3]], rig=frame.rows)
