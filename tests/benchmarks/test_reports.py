@@ -100,7 +100,7 @@ def test_latency_report_is_complete(latency_dir: Path) -> None:
 
     md = (latency_dir / "report.md").read_text()
     tables = _tables(md)
-    assert tables[0][0] == "| issue | target | measured | verdict |" and len(tables[0]) == 2 + len(report["targets"])
+    assert tables[0][0] == "| area | target | measured | verdict |" and len(tables[0]) == 2 + len(report["targets"])
     assert len(tables) >= 6
     for name in ("latency_cdf.png", "stages.png"):
         _png_ok(latency_dir / name)
@@ -151,7 +151,7 @@ def test_docs_page_collects_the_targets(latency_dir: Path, accuracy_dir: Path, t
     proc = _bench("docs", "--latency", str(latency_dir), "--accuracy", str(accuracy_dir), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     text = out.read_text()
-    assert "## Latency targets" in text and "| issue | target | measured | verdict |" in text
+    assert "## Latency targets" in text and "| area | target | measured | verdict |" in text
     for image in ("latency_cdf.png", "stages.png", "accuracy_per_joint_30fps.png"):
         assert image in text
     _tables(text)
