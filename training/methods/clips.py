@@ -238,8 +238,8 @@ def synthetic_clip(joints_world: np.ndarray, views: int = 4, seed: int = 0, jitt
                    outliers: float = 0.05, fps: float = 30.0) -> MultiViewClip:
     """One mocap clip (F, J, 3) (world y-up, metres) filmed by ``views`` static virtual cameras
     around it, 2-6 m plus its radius of travel away (as ``training evaluate`` places them), with
-    white detector noise of ``jitter`` x body height and ``outliers`` (the lifter issue's
-    evaluation noise)."""
+    white detector noise of ``jitter`` x body height and ``outliers`` (the defaults: the
+    noise ``training methods-report`` evaluates with)."""
     from training.evaluate import EvalSettings, noise_for
     from training.synth import NO_AUGMENTATION, project_windows, sample_cameras_for
 
