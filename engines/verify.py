@@ -57,13 +57,11 @@ def real_windows(source: str | os.PathLike | None, frames: int, count: int = 512
         with np.load(path, allow_pickle=False) as z:
             if "keypoints" in z.files:
                 return _windows_from_keypoints(np.asarray(z["keypoints"], np.float32), frames)[:count]
-    from training.data import make_sampler, open_motion
-    from training.synth import DETECTOR, NO_AUGMENTATION
+    # Reading BVH and synthesising 2D from 3D are training's (training/bvh.py, training/synth.py):
+    # the one place engines still reaches up, listed in tests/test_layering.py.
+    from training.data import motion_windows
 
-    archive = open_motion(path, progress=False)
-    rng = np.random.default_rng(seed)
-    sampler = make_sampler(archive, frames, np.arange(len(archive.clip)))
-    return sampler.make(rng, sampler.sample_ends(rng, count), DETECTOR, NO_AUGMENTATION).inputs
+    return motion_windows(path, frames, count, seed)
 
 
 def verify(engine_path: str | os.PathLike, data: str | os.PathLike | None = None, count: int = 512,

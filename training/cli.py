@@ -287,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         "make-clip",
         help="film a mocap clip with virtual cameras: a multi-view clip with known truth",
         description="Write a synthetic synchronised multi-view clip (.npz + .calibration.toml) of one mocap clip, "
-        "with the lifter issue's evaluation noise (jitter 0.015, outliers 0.05) and its true 3D.",
+        "with the methods report's evaluation noise (jitter 0.015, outliers 0.05) and its true 3D.",
     )
     p.add_argument("--data", required=True, help="motion archive (.npz) or BVH folder")
     p.add_argument("--clip", required=True, help="clip name, e.g. 09_01")

@@ -28,12 +28,16 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from engines.models import ModelConfig, config_from_dict
-from training.methods import METHODS
+if TYPE_CHECKING:  # engines.models imports torch; the CLI reads configs without it
+    from engines.models import ModelConfig
 
 __all__ = ["ConfigError", "DataConfig", "TrainConfig", "MethodConfig", "METHODS", "RunConfig", "load_config"]
+
+
+# ``[train] method``: how the lifter learns (training/methods/; supervised = from 3D labels).
+METHODS = ("supervised", "adversarial", "multiview", "ordinal")
 
 
 class ConfigError(ValueError):
@@ -59,7 +63,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     seed: int = 0
     noise: str = "detector"  # clean | detector
-    dropout_off_at: float = 0.0  # fraction of training after which dropout is 0 (0.5 in the seeds); 0 = never
+    dropout_off_at: float = 0.0  # fraction of training after which dropout is 0 (0.5: half way); 0 = never
     root_weight: float = 0.1
     velocity_weight: float = 0.5
     aux_weight: float = 0.5  # intermediate supervision heads
@@ -80,7 +84,7 @@ class MethodConfig:
 
     adversarial: ``gen_steps`` generator steps per discriminator step, ``disc_lr``, weights of the
     adversarial term, the 2D reprojection term and the body-orientation heuristic, and
-    ``disc3d = true`` for seed 004's supervised GAN (3D labels plus a discriminator on 3D poses).
+    ``disc3d = true`` for a supervised GAN (3D labels plus a discriminator on 3D poses).
     multiview: ``views`` virtual cameras per synthetic rig, ``consistency_weight``,
     ``triangulation_weight`` (the views' triangulated 3D as a label-free target), and
     ``real_clips``: folders of synchronised calibrated videos (e.g. ../shared/media/pose2sim-demo)
@@ -138,6 +142,8 @@ def _build(cls, table: dict[str, Any], path: Path, section: str, base: Path):
 
 
 def load_config(path: str | Path) -> RunConfig:
+    from engines.models import config_from_dict
+
     path = Path(path)
     try:
         doc = tomllib.loads(path.read_text())

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from training.motion import MotionArchive, find_motion_files, load_archive, prepare
-from training.synth import WindowSampler
+from training.synth import DETECTOR, NO_AUGMENTATION, WindowSampler
 
-__all__ = ["cache_dir", "open_motion", "Split", "split_by_groups", "group_weights"]
+__all__ = ["cache_dir", "open_motion", "Split", "split_by_groups", "group_weights", "motion_windows"]
 
 
 def cache_dir() -> Path:
@@ -89,3 +89,13 @@ def group_weights(archive: MotionArchive, frames: np.ndarray, balance: float) ->
 
 def make_sampler(archive: MotionArchive, window: int, frames: np.ndarray, weights: np.ndarray | None = None) -> WindowSampler:
     return WindowSampler(archive.joints3d, archive.clip, window, frames=frames, weights=weights)
+
+
+def motion_windows(source: str | os.PathLike, window: int, count: int, seed: int = 0) -> np.ndarray:
+    """(count, window, J, 3) model inputs from real motion (an ``.npz`` archive or BVH
+    files/folders): windows ending at random frames, filmed by seeded virtual cameras with the
+    detector noise model and no augmentation. ``engines verify`` compares engines on them."""
+    archive = open_motion(source, progress=False)
+    rng = np.random.default_rng(seed)
+    sampler = make_sampler(archive, window, np.arange(len(archive.clip)))
+    return sampler.make(rng, sampler.sample_ends(rng, count), DETECTOR, NO_AUGMENTATION).inputs

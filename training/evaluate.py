@@ -45,7 +45,7 @@ from training import metrics
 from training.data import open_motion, split_by_groups
 from training.synth import CLEAN, DETECTOR, NO_AUGMENTATION, NoiseModel, assumed_depth_scale, project_windows, sample_cameras_for
 
-__all__ = ["EvalSettings", "evaluate", "format_table", "noise_for", "clip_views"]
+__all__ = ["EvalSettings", "clip_views", "evaluate", "format_table", "lift_clip", "noise_for"]
 
 KEYS = ("mpjpe_mm", "p_mpjpe_mm", "n_mpjpe_mm", "mpjve_mm", "accel_mm", "root_error_mm")
 
@@ -87,7 +87,7 @@ def _actions(source: Path) -> dict[str, str]:
 
 
 @torch.no_grad()
-def _run_clip(model, inputs: np.ndarray, batch: int = 512) -> np.ndarray:
+def lift_clip(model, inputs: np.ndarray, batch: int = 512) -> np.ndarray:
     """Causal predictions for every frame of one clip's 2D (F, J, 3) -> (F, J, 3)."""
     T = model.receptive_field
     F = len(inputs)
@@ -129,7 +129,7 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, settings: E
             if hidden:
                 inputs = inputs.copy()
                 inputs[:, hidden] = 0.0
-            pred = _run_clip(model, inputs)
+            pred = lift_clip(model, inputs)
             truth = batch.true_targets[0].astype(np.float64)
             pred = pred.astype(np.float64)
             if settings.known_size:  # the person's height is known: rescale about the camera

@@ -63,7 +63,7 @@ from typing import Any
 import numpy as np
 
 from engines.skeleton import CANONICAL, H36M_TO_CANONICAL
-from training.motion import MotionArchive, _save_atomic, load_archive
+from training.motion import MotionArchive, load_archive, save_archive
 
 __all__ = [
     "H36MFormatError",
@@ -434,5 +434,5 @@ def h36m_to_archive(
         "fps": np.float32(fps),
     }
     out = Path(out)
-    _save_atomic(out, arrays)
+    save_archive(out, arrays)
     return load_archive(out)

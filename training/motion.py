@@ -44,6 +44,7 @@ __all__ = [
     "load_clip",
     "prepare",
     "load_archive",
+    "save_archive",
 ]
 
 _SUFFIXES = (".bvh", ".bvh.gz")
@@ -186,11 +187,12 @@ def prepare(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, fps: fl
         "parents": np.array(CANONICAL.parents, dtype=np.int32),
         "fps": np.float32(fps),
     }
-    _save_atomic(Path(out), arrays)
+    save_archive(Path(out), arrays)
     return _to_archive(arrays)
 
 
-def _save_atomic(out: Path, arrays: dict[str, np.ndarray]) -> None:
+def save_archive(out: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write an archive's arrays (see the module docstring) to ``out``, compressed and atomically."""
     with atomic_path(out) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **arrays)
 

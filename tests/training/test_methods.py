@@ -67,6 +67,8 @@ def _run(cfg):
     hist = json.loads((cfg.train.out / "history.json").read_text())
     model, meta = load_checkpoint(cfg.train.out / "last.safetensors")
     assert meta["training"]["method"]["name"].startswith(cfg.train.method)
+    best, _ = load_checkpoint(cfg.train.out / "best.safetensors")  # label-free: no 3D error picks an epoch
+    assert all(torch.equal(a, b) for a, b in zip(best.state_dict().values(), model.state_dict().values()))
     return hist, model
 
 

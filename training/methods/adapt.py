@@ -29,7 +29,7 @@ from training import metrics
 from training.methods.clips import MultiViewClip
 from training.methods.geometry import Rig, triangulate_rig
 from training.methods.multiview import clip_windows, lift_views, multiview_terms
-from training.train import optimizer_step
+from training.optim import optimizer_step
 
 __all__ = ["AdaptSettings", "adapt", "clip_report", "predict_clip"]
 
@@ -84,14 +84,14 @@ def adapt(model: nn.Module, clips: list[MultiViewClip], settings: AdaptSettings 
 @torch.no_grad()
 def predict_clip(model: nn.Module, clip: MultiViewClip) -> np.ndarray:
     """Causal predictions of every view, each in its own true camera frame: (V, F, J, 3), metres."""
-    from training.evaluate import _run_clip
+    from training.evaluate import lift_clip
 
     model.eval()
     out = []
     rig = Rig.from_cameras(clip.cameras, clip.image_size)
     scale = rig.depth_scale.numpy().astype(np.float64)
     for v in range(clip.views):
-        pred = _run_clip(model, clip.keypoints[v]).astype(np.float64)
+        pred = lift_clip(model, clip.keypoints[v]).astype(np.float64)
         pred[:, :, 2] += (1.0 / scale[v] - 1.0) * pred[:, :1, 2]
         out.append(pred)
     return np.stack(out)

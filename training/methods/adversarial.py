@@ -1,5 +1,6 @@
-"""``--method adversarial``: lifting learnt from 2D poses alone (Kudo et al., seed 001), and
-seed 004's supervised GAN with a 3D discriminator (``[method] disc3d = true``).
+"""``--method adversarial``: lifting learnt from 2D poses alone (Kudo et al. 2018, "Unsupervised
+adversarial learning of 3D human pose from 2D joint locations"), and a supervised GAN with a 3D
+discriminator (``[method] disc3d = true``).
 
 Unsupervised (the default). The lifter is the generator. Its 3D output must reproject onto the
 observed 2D through the camera the model assumes (``reprojection_weight``): given the 2D, what
@@ -9,8 +10,8 @@ projected; a :class:`PoseDiscriminator2D` tells these projections from real 2D p
 windows of the same 2D data), both normalised (pelvis-centred, divided by their RMS size) and
 given the same missing-joint pattern, so neither size nor missing joints give the game away.
 A correct 3D pose looks like a real 2D pose from any side; a wrong one does not. Depth-flipped
-poses (every joint mirrored in depth) project like correct ones turned the other way, so seed
-001's body-orientation heuristic penalises a negative :func:`~training.methods.geometry.facing_sine`.
+poses (every joint mirrored in depth) project like correct ones turned the other way, so a
+body-orientation heuristic penalises a negative :func:`~training.methods.geometry.facing_sine`.
 The generator takes ``gen_steps`` steps per discriminator step. No 3D label is used.
 
 Supervised GAN (``disc3d``): the supervised lifter loss plus ``adversarial_weight`` x the
@@ -30,6 +31,7 @@ from torch.nn import functional as F
 
 from engines.skeleton import CANONICAL
 from training.config import RunConfig
+from training.losses import lifter_loss, predict_frames
 from training.methods.geometry import (
     facing_sine,
     normalise_2d,
@@ -46,7 +48,7 @@ J = CANONICAL.num_joints
 
 
 class _MLPDiscriminator(nn.Module):
-    """Three hidden LeakyReLU layers and one logit, as in the seed's discriminator."""
+    """Three hidden LeakyReLU layers and one logit."""
 
     def __init__(self, features: int, hidden: int = 256) -> None:
         super().__init__()
@@ -81,22 +83,17 @@ class PoseDiscriminator3D(_MLPDiscriminator):
         return super().forward(pose)
 
 
-def _frames(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
-    from training.train import predict_frames
-
-    pred, frames, _ = predict_frames(model, x)
-    return pred, frames
-
-
 class AdversarialMethod:
     """State and losses of adversarial training (see the module docstring)."""
 
     name = "adversarial"
+    uses_3d_labels = False  # the supervised GAN (disc3d) does
+    distributed = False
 
     def __init__(self, cfg: RunConfig, sampler: WindowSampler, noise: NoiseModel, device: torch.device) -> None:
         self.mc, self.tc = cfg.method, cfg.train
         self.sampler, self.noise, self.device = sampler, noise, device
-        self.supervised = self.mc.disc3d
+        self.supervised = self.uses_3d_labels = self.mc.disc3d
         self.disc = (PoseDiscriminator3D() if self.supervised else PoseDiscriminator2D()).to(device)
         self.opt = torch.optim.Adam(self.disc.parameters(), lr=self.mc.disc_lr, betas=(0.5, 0.999))
         if self.supervised:
@@ -109,7 +106,7 @@ class AdversarialMethod:
     def _fake(self, model: nn.Module, x: torch.Tensor, rng: np.random.Generator):
         """Generator output for a batch: predictions (B, N, J, 3), the frames' 2D (B, N, J, 3)
         and the discriminator's fake samples."""
-        pred, frames = _frames(model, x)
+        pred, frames, _ = predict_frames(model, x)
         kp = x[:, frames]
         rel = pred - pred[..., :1, :]
         if self.supervised:
@@ -144,8 +141,6 @@ class AdversarialMethod:
         return {"disc_loss": loss.item() * self.mc.gen_steps}  # averaged per step by the loop
 
     def step(self, model: nn.Module, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        from training.train import lifter_loss
-
         x, y = self._batch(rng)
         pred, kp, frames, fake = self._fake(model, x, rng)
         logits = self.disc(fake)

@@ -9,8 +9,8 @@ Sources:
 * a folder of videos (``*.mp4``, ``*.avi``, ``*.mov``, sorted by name) with one calibration in
   it (``*.qca.txt``, ``calibration.toml`` or ``calibration.json``), e.g.
   ``../shared/media/pose2sim-demo``: video i is calibrated camera i. The 2D comes from our
-  MediaPipe detector and is cached (``$POSESTREAM_CACHE`` or ``~/.cache/posestream``) by file
-  name, size and modification time, so a clip is detected once.
+  MediaPipe detector (``engines.mediapipe_pose``) and is cached (``$POSESTREAM_CACHE`` or
+  ``~/.cache/posestream``) by file name, size and modification time, so a clip is detected once.
 * an ``.npz`` written by :func:`save_clip` (keys ``keypoints``, ``image_size``, ``fps`` and
   optionally ``truth_world``) with its calibration in our TOML format beside it
   (``<stem>.calibration.toml``) or given explicitly.
@@ -115,9 +115,7 @@ def detect_video(path: Path) -> tuple[np.ndarray, tuple[int, int], float]:
     if not cap.isOpened():
         raise ClipError(f"{path}: cannot open the video (missing codec or not a video)")
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 30.0)
-    from realtime.detect2d import (
-        MediaPipeDetector,  # training may use the detector; realtime never imports training
-    )
+    from engines.mediapipe_pose import MediaPipeDetector
 
     det = MediaPipeDetector()
     frames, size = [], None
@@ -238,8 +236,8 @@ def synthetic_clip(joints_world: np.ndarray, views: int = 4, seed: int = 0, jitt
                    outliers: float = 0.05, fps: float = 30.0) -> MultiViewClip:
     """One mocap clip (F, J, 3) (world y-up, metres) filmed by ``views`` static virtual cameras
     around it, 2-6 m plus its radius of travel away (as ``training evaluate`` places them), with
-    white detector noise of ``jitter`` x body height and ``outliers`` (the lifter issue's
-    evaluation noise)."""
+    white detector noise of ``jitter`` x body height and ``outliers`` (the defaults: the
+    noise ``training methods-report`` evaluates with)."""
     from training.evaluate import EvalSettings, noise_for
     from training.synth import NO_AUGMENTATION, project_windows, sample_cameras_for
 

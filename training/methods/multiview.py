@@ -1,4 +1,4 @@
-"""``--method multiview``: learning from synchronised, calibrated views without 3D labels (seed 003).
+"""``--method multiview``: learning from synchronised, calibrated views without 3D labels.
 
 Every view of a rig is lifted on its own. Each view's estimate is moved from its camera into
 the world (the lifter's root depth first corrected from the field of view it assumes to the
@@ -36,6 +36,7 @@ from torch import nn
 
 from engines.skeleton import CANONICAL
 from training.config import RunConfig
+from training.losses import predict_frames
 from training.methods.clips import MultiViewClip, load_clip
 from training.methods.geometry import Rig, reprojection_error, triangulate_rig, true_camera_frame
 from training.synth import (
@@ -70,8 +71,6 @@ def triangulation_term(world: torch.Tensor, target: torch.Tensor) -> torch.Tenso
 def lift_views(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
     """Lift every view: keypoints (B, V, T, J, 3) -> predictions (B, V, N, J, 3) for the
     model's supervised window frames (every token frame of the transformer, the last of an MLP)."""
-    from training.train import predict_frames
-
     if x.dim() != 5:
         raise ValueError(f"expected views (batch, views, time, joints, 3), got {tuple(x.shape)}")
     B, V = x.shape[:2]
@@ -117,6 +116,8 @@ class MultiViewMethod:
     """Synthetic rigs from mocap plus optional real clips (see the module docstring)."""
 
     name = "multiview"
+    uses_3d_labels = False
+    distributed = False
 
     def __init__(self, cfg: RunConfig, sampler: WindowSampler, noise: NoiseModel, device: torch.device) -> None:
         self.mc, self.tc = cfg.method, cfg.train

@@ -1,4 +1,5 @@
-"""``--method ordinal``: weak supervision from pairwise depth order (seed 000, after Pavlakos et al.).
+"""``--method ordinal``: weak supervision from pairwise depth order (after Pavlakos et al. 2018,
+"Ordinal depth supervision for 3D human pose estimation").
 
 The annotation a person can give for a 2D pose is which of two joints is nearer the camera,
 or that they are roughly level. Here it is derived from mocap: for every pair of joints
@@ -27,6 +28,7 @@ from torch.nn import functional as F
 
 from engines.skeleton import CANONICAL
 from training.config import RunConfig
+from training.losses import predict_frames
 from training.methods.geometry import project_assumed, reprojection_error, size_prior
 from training.synth import Augmentation, NoiseModel, WindowSampler
 
@@ -53,6 +55,8 @@ class OrdinalMethod:
     """Pairwise depth order + 2D reprojection + size prior (see the module docstring)."""
 
     name = "ordinal"
+    uses_3d_labels = False
+    distributed = False
 
     def __init__(self, cfg: RunConfig, sampler: WindowSampler, noise: NoiseModel, device: torch.device) -> None:
         self.mc, self.tc = cfg.method, cfg.train
@@ -64,8 +68,6 @@ class OrdinalMethod:
         return {}
 
     def step(self, model: nn.Module, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        from training.train import predict_frames
-
         b = self.sampler.make(rng, self.sampler.sample_ends(rng, self.tc.batch_size), self.noise, Augmentation())
         x = torch.from_numpy(b.inputs).to(self.device)
         pred, frames, _ = predict_frames(model, x)
