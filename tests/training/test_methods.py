@@ -291,3 +291,15 @@ def test_unknown_method_is_refused(tmp_path):
     cfg.write_text('[data]\nmotion = "x.npz"\n[train]\nmethod = "telepathy"\n')
     res = subprocess.run([sys.executable, "-m", "training.cli", "train", "--config", str(cfg)], check=False, capture_output=True, text=True)
     assert res.returncode == 2 and "method must be one of" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_the_methods_page_opens_with_the_report_header():
+    """docs/methods.md is written by `training methods-report`: its prose is the report's HEADER,
+    so an edit made to the page alone would be lost at the next run."""
+    import re
+
+    from training.methods.report import HEADER
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "methods.md").read_text(encoding="utf-8")
+    budget = re.compile(r"--minutes \S+ --adapt-steps \S+ --runs \S+ ")
+    assert budget.sub("", page).startswith(budget.sub("", HEADER))

@@ -2,10 +2,11 @@
 
 Every method trains the same small model (a single-frame residual MLP, 512 wide, two blocks)
 on the same training subjects for the same wall-clock budget, and is evaluated by
-``training evaluate`` on the same validation subjects, cameras and noise as the lifter issue
-(``--jitter 0.015 --outliers 0.05``, two virtual cameras per clip). "multi-view + test-time
-adaptation" is the multi-view model adapted, without labels, on the evaluation's own views of
-the validation clips (2 calibrated views per clip) and then evaluated on them. Below the table,
+``training evaluate`` on the same validation subjects, cameras and noise as the shipped model
+(``--jitter 0.015 --outliers 0.05``, two virtual cameras per clip; see the model card).
+"multi-view + test-time adaptation" is the multi-view model adapted, without labels, on the
+evaluation's own views of the validation clips (2 calibrated views per clip) and then evaluated
+on them. Below the table,
 the same adaptation on one clip at a time: a synthetic 4-view clip of a validation subject
 (truth known) and the real 4-camera Pose2Sim clip (consistency with triangulation).
 """
@@ -32,12 +33,12 @@ ways to learn a lifter from weaker signals, and `training adapt` fine-tunes a li
 user's own multi-view clip. All use the same models, data, split, evaluation and checkpoint
 format (`engines/checkpoint.py`); code in `training/methods/`.
 
-| `--method` | learns from | idea (seed report) |
+| `--method` | learns from | idea |
 | --- | --- | --- |
-| `supervised` (default) | 3D mocap filmed by virtual cameras | the lifter issue's trainer |
-| `adversarial` | 2D poses only | Kudo et al. (seed 001): the lifter's 3D, turned by a random angle about the camera's vertical axis and projected, must fool a 2D pose discriminator; the 3D must reproject onto the observed 2D; the body-orientation heuristic (sign of the face/shoulder angle) penalises depth-flipped poses; 3 generator steps per discriminator step; a body-size prior fixes the scale that 2D cannot. `[method] disc3d = true`: seed 004's supervised GAN (supervised loss + a 3D pose discriminator). |
-| `multiview` | synchronised views + calibrated cameras, no 3D | seed 003: each view is lifted, moved into every other camera and projected; penalised: reprojection against each view's 2D, disagreement of the views' 3D (shape and position), and distance from the 3D triangulated from the views' 2D (robust DLT that leaves out a disagreeing view: label-free pseudo-targets, as in EpipolarPose; `[method] triangulation_weight`, 0 = off). Trains on synthetic rigs (4 virtual cameras around mocap) and, with `[method] real_clips`, real videos (`../shared/media/pose2sim-demo`, 2D from our MediaPipe detector, cached). |
-| `ordinal` | pairwise depth order ("nearer", "farther", "level within 5 cm") | seed 000: a ranking loss on every joint pair plus the 2D reprojection and the size prior. |
+| `supervised` (default) | 3D mocap filmed by virtual cameras | the shipped lifter's training ([model card](model-card.md)) |
+| `adversarial` | 2D poses only | Kudo et al., unsupervised adversarial learning of 3D pose from 2D joints: the lifter's 3D, turned by a random angle about the camera's vertical axis and projected, must fool a 2D pose discriminator; the 3D must reproject onto the observed 2D; the body-orientation heuristic (sign of the face/shoulder angle) penalises depth-flipped poses; 3 generator steps per discriminator step; a body-size prior fixes the scale that 2D cannot. `[method] disc3d = true`: a supervised GAN instead (the supervised loss plus a discriminator on 3D poses). |
+| `multiview` | synchronised views + calibrated cameras, no 3D | multi-view consistency: each view is lifted, moved into every other camera and projected; penalised: reprojection against each view's 2D, disagreement of the views' 3D (shape and position), and distance from the 3D triangulated from the views' 2D (robust DLT that leaves out a disagreeing view: label-free pseudo-targets, as in EpipolarPose; `[method] triangulation_weight`, 0 = off). Trains on synthetic rigs (4 virtual cameras around mocap) and, with `[method] real_clips`, real videos (`../shared/media/pose2sim-demo`, 2D from our MediaPipe detector, cached). |
+| `ordinal` | pairwise depth order ("nearer", "farther", "level within 5 cm") | Pavlakos et al., ordinal depth supervision: a ranking loss on every joint pair plus the 2D reprojection and the size prior. |
 
 `training adapt --checkpoint CKPT --clip FOLDER|CLIP.npz [--calibration FILE] --out ADAPTED.safetensors`
 fine-tunes on a clip with the multi-view loss (no labels; triangulation term included) and prints before/after on that clip:
@@ -55,7 +56,7 @@ the existing keys.
 ## Comparison
 
 Produced by one command (same validation subjects CMU 02, 06, 09, two fixed virtual cameras per
-clip, `--jitter 0.015 --outliers 0.05` as in the lifter issue; the same small model for every
+clip, `--jitter 0.015 --outliers 0.05` as in the [model card](model-card.md); the same small model for every
 method: residual MLP, 512 wide, 2 blocks; each trained from scratch for the same wall-clock budget):
 
 ```bash
