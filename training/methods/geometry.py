@@ -236,9 +236,9 @@ def facing_sine(pose: torch.Tensor) -> torch.Tensor:
     """Sine of the angle between the face direction (nose - thorax) and the shoulder line
     (left - right shoulder) in the camera's x-z plane, (...).
 
-    Seed 001's body-orientation heuristic. In our camera frame (y down) a real person gives a
-    positive value: measured on 4000 CMU training poses seen by random cameras, 99.3% are
-    positive, and 99.3% of their depth-flipped mirror images negative. So a negative value marks
+    The body-orientation heuristic of Kudo et al.'s adversarial lifting. In our camera frame
+    (y down) a real person gives a positive value: measured on 4000 CMU training poses seen by
+    random cameras, 99.3% are positive, and 99.3% of their depth-flipped mirror images negative. So a negative value marks
     the depth-flipped solution that a 2D discriminator cannot tell apart.
     """
     f = pose[..., _NOSE, :] - pose[..., _THORAX, :]
