@@ -1,14 +1,19 @@
-"""``training make-windows``: real motion filmed into model inputs (an .npz with ``keypoints``)."""
+"""``training make-windows``: real motion filmed into the model inputs ``engines verify`` reads."""
 
 from __future__ import annotations
 
+import json
+import re
+import shlex
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from engines.verify import DEFAULT_INPUTS
 from training.cli import main as training_main
 
+REPO = Path(__file__).resolve().parents[2]
 CLIPS = ("02/02_06.bvh.gz", "06/06_12.bvh.gz", "09/09_01.bvh.gz")  # 557, 304 and 36 frames at 30 fps
 
 
@@ -80,3 +85,52 @@ def test_bad_input_is_one_sentence(args, message, motion, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error:") and message in err and err.count("\n") == 1
     assert not (tmp_path / "x.npz").exists()
+
+
+@pytest.mark.slow
+def test_engines_verify_accepts_what_make_windows_writes(motion, tmp_path, monkeypatch, capsys):
+    import torch
+
+    from engines.build import build
+    from engines.checkpoint import save_checkpoint
+    from engines.cli import main as engines_main
+    from engines.models import TransformerConfig, build_model
+
+    monkeypatch.setenv("POSESTREAM_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    ckpt = tmp_path / "small.safetensors"
+    save_checkpoint(ckpt, build_model(TransformerConfig(receptive_field=9, d_model=32, layers=2, heads=2,
+                                                        frame_hidden=64, head_hidden=64)), {})
+    engine = build(ckpt, "onnx", max_batch=16).folder
+    windows, frames = tmp_path / "windows.npz", tmp_path / "frames.npz"
+    assert training_main(["make-windows", "--data", str(motion), "--window", "9", "--count", "40", "--out", str(windows)]) == 0
+    assert training_main(["make-windows", "--data", str(motion), "--frames", "--segment", "50", "--count", "60",
+                          "--out", str(frames)]) == 0
+    capsys.readouterr()
+    for data, count in ((windows, 40), (frames, 60)):
+        assert engines_main(["verify", "--engine", str(engine), "--data", str(data), "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["passed"] and report["windows"] == count
+    # windows of another length than the engine's receptive field are refused in one sentence
+    assert training_main(["make-windows", "--data", str(motion), "--window", "27", "--count", "4", "--out", str(windows)]) == 0
+    assert engines_main(["verify", "--engine", str(engine), "--data", str(windows)]) == 2
+    assert "keypoint windows have 27 frames; this engine needs 9" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_bundled_verify_inputs_are_what_the_documented_command_writes(cmu_archive_path, tmp_path, capsys):
+    """docs/engines.md gives the command that wrote engines/assets/verify_keypoints.npz; run on the
+    same CMU mocap (``cmu_archive_path`` is ../shared/data/cmu-mocap prepared as ``--data`` prepares
+    a BVH folder), it writes the same frames."""
+    doc = (REPO / "docs" / "engines.md").read_text()
+    command = re.search(r"<!-- verify-inputs-command -->\n```bash\n(.+)\n```", doc).group(1)
+    argv = shlex.split(command)
+    assert argv[:2] == ["training", "make-windows"]
+    argv = argv[1:]
+    data, out = argv.index("--data") + 1, argv.index("--out") + 1
+    assert argv[data] == "../shared/data/cmu-mocap" and REPO / argv[out] == DEFAULT_INPUTS
+    argv[data], argv[out] = str(cmu_archive_path), str(tmp_path / "fresh.npz")
+    assert training_main(argv) == 0
+    fresh, bundled = _keypoints(tmp_path / "fresh.npz"), _keypoints(DEFAULT_INPUTS)
+    np.testing.assert_array_equal(fresh[..., 2] > 0, bundled[..., 2] > 0)
+    np.testing.assert_allclose(fresh, bundled, rtol=0, atol=1e-6)  # the same draws; float rounding may differ by CPU
