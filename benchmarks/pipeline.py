@@ -171,11 +171,9 @@ def markdown(r: dict[str, Any]) -> str:
 
 
 def shared_dir() -> Path:
-    """``../shared`` beside the checkout (found the way ``engines.verify`` finds the mocap)."""
-    from engines.verify import default_motion_source
-
-    mocap = default_motion_source()
-    return mocap.parents[1] if mocap is not None else Path("../shared")
+    """``../shared`` beside the working directory or the source checkout (the first that exists)."""
+    candidates = [Path.cwd() / ".." / "shared", Path(__file__).resolve().parents[2] / "shared"]
+    return next((c.resolve() for c in candidates if c.is_dir()), Path("../shared"))
 
 
 def default_video() -> Path:

@@ -117,10 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="compare an engine with torch eager on real inputs",
                        description="Max and mean absolute error of an engine against its checkpoint in torch eager, "
-                       "on real mocap projected to 2D (or --data). Exit 1 above 1e-4 m (FP32) or 2 mm (FP16).")
+                       "on real model inputs: the bundled CMU mocap filmed by virtual cameras, or --data. "
+                       "Exit 1 above 1e-4 m (FP32) or 2 mm (FP16).")
     p.add_argument("--engine", required=True, help="engine folder or artifact (with manifest.json beside it)")
-    p.add_argument("--data", default=None, help="BVH folder, motion archive, or .npz with 'keypoints' "
-                   "(default: ../shared/data/cmu-mocap)")
+    p.add_argument("--data", default=None, help=".npz with 'keypoints', (N, T, 17, 3) windows or (F, 17, 3) frames; "
+                   "make them from BVH or a motion archive with `training make-windows` "
+                   "(default: engines/assets/verify_keypoints.npz)")
     p.add_argument("--windows", type=int, default=512, help="input windows to compare (default 512)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=_verify)

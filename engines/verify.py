@@ -1,16 +1,22 @@
-"""``engines verify``: a built engine against torch eager on real inputs.
+"""``engines verify``: a built engine against torch eager on real model inputs.
 
-Inputs are real motion: a slice of the CMU mocap in ``../shared/data/cmu-mocap`` (or any BVH
-folder or motion archive given with ``--data``) projected to 2D through seeded virtual cameras
-with the detector noise model, or a user's own keypoints file (``.npz`` with ``keypoints`` of
-shape (N, T, J, 3) windows or (F, J, 3) frames). The reference is the engine's source
-checkpoint in float32 eager PyTorch on the CPU. Tolerances on the absolute error of the output
-joints (metres): FP32 1e-4, FP16 2e-3.
+Verify reads model inputs, never motion: an ``.npz`` with ``keypoints`` of shape (N, T, J, 3)
+windows or (F, J, 3) consecutive frames (a window ends at each frame, the first frame repeated
+before the start), or such an array. Without one it uses the bundled
+``engines/assets/verify_keypoints.npz``: consecutive frames of CMU mocap clips of subjects never
+trained on, filmed by seeded virtual cameras with the detector noise model. ``training
+make-windows`` wrote it (the command is in docs/engines.md, Verify) and turns any BVH folder or
+motion archive into such a file: filming motion is training's work, and engines imports nothing
+above it.
+
+The reference is the engine's source checkpoint in float32 eager PyTorch on the CPU. Tolerances
+on the absolute error of the output joints (metres): FP32 1e-4, FP16 2e-3.
 """
 
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +26,36 @@ import torch
 from engines.artifacts import EngineError, file_sha256, read_manifest
 from engines.checkpoint import load_checkpoint
 
-__all__ = ["TOLERANCE_M", "default_motion_source", "real_windows", "verify"]
+__all__ = ["DEFAULT_INPUTS", "TOLERANCE_M", "load_keypoints", "real_windows", "verify"]
 
 TOLERANCE_M = {"fp32": 1e-4, "fp16": 2e-3}
 
+DEFAULT_INPUTS = Path(__file__).resolve().parent / "assets" / "verify_keypoints.npz"
+"""Bundled model inputs for ``engines verify`` without ``--data`` (see the module docstring)."""
 
-def default_motion_source() -> Path | None:
-    """``../shared/data/cmu-mocap`` next to the working directory or the source checkout."""
-    env = os.environ.get("POSESTREAM_MOCAP")
-    candidates = [Path(env)] if env else []
-    candidates += [Path.cwd() / ".." / "shared" / "data" / "cmu-mocap",
-                   Path(__file__).resolve().parents[2] / "shared" / "data" / "cmu-mocap"]
-    return next((c.resolve() for c in candidates if c.exists()), None)
+Inputs = str | os.PathLike | np.ndarray | None
+
+
+def load_keypoints(path: str | os.PathLike | None = None) -> np.ndarray:
+    """The ``keypoints`` array of an ``.npz`` of model inputs (default: the bundled one), float32.
+
+    Motion (BVH files and folders, motion archives) is refused with the command that turns it
+    into model inputs.
+    """
+    path = DEFAULT_INPUTS if path is None else Path(path)
+    make = f"make model inputs from it with `training make-windows --data {path} --out inputs.npz` first"
+    if not path.exists():
+        raise EngineError(f"{path}: no such file")
+    if path.is_dir() or path.suffix != ".npz":
+        raise EngineError(f"{path} is not model inputs (an .npz with 'keypoints'); if it is BVH motion, {make}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keypoints = np.asarray(z["keypoints"], np.float32) if "keypoints" in z.files else None
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:
+        raise EngineError(f"{path}: corrupt or unreadable .npz ({exc})") from None
+    if keypoints is None:
+        raise EngineError(f"{path} has no 'keypoints', so it is not model inputs; if it is a motion archive, {make}")
+    return keypoints
 
 
 def _windows_from_keypoints(arr: np.ndarray, frames: int) -> np.ndarray:
@@ -45,38 +69,31 @@ def _windows_from_keypoints(arr: np.ndarray, frames: int) -> np.ndarray:
     raise EngineError(f"keypoints must be (N, T, J, 3) windows or (F, J, 3) frames, got {arr.shape}")
 
 
-def real_windows(source: str | os.PathLike | None, frames: int, count: int = 512, seed: int = 0) -> np.ndarray:
-    """(count, frames, J, 3) model inputs from real motion (see the module docstring)."""
-    if source is None:
-        source = default_motion_source()
-        if source is None:
-            raise EngineError("no inputs: ../shared/data/cmu-mocap was not found; pass --data "
-                              "(a BVH folder, a motion archive, or an .npz with 'keypoints')")
-    path = Path(source)
-    if path.suffix == ".npz" and path.is_file():
-        with np.load(path, allow_pickle=False) as z:
-            if "keypoints" in z.files:
-                return _windows_from_keypoints(np.asarray(z["keypoints"], np.float32), frames)[:count]
-    # Reading BVH and synthesising 2D from 3D are training's (training/bvh.py, training/synth.py):
-    # the one place engines still reaches up, listed in tests/test_layering.py.
-    from training.data import motion_windows
-
-    return motion_windows(path, frames, count, seed)
+def real_windows(data: Inputs, frames: int, count: int = 512) -> np.ndarray:
+    """At most ``count`` (N, frames, J, 3) float32 windows from model inputs: an ``.npz`` path, an
+    array of windows or frames, or None for the bundled inputs."""
+    arr = load_keypoints(data) if data is None or not isinstance(data, np.ndarray) else np.asarray(data, np.float32)
+    return _windows_from_keypoints(arr, frames)[:count]
 
 
-def verify(engine_path: str | os.PathLike, data: str | os.PathLike | None = None, count: int = 512,
+def verify(engine_path: str | os.PathLike, data: Inputs = None, count: int = 512,
            batch: int | None = None) -> dict[str, Any]:
-    """Max and mean absolute error of the engine against eager torch; ``passed`` against the tolerance."""
+    """Max and mean absolute error of the engine against eager torch; ``passed`` against the tolerance.
+
+    ``data``: model inputs as :func:`real_windows` takes them (default: the bundled ones).
+    """
     from engines.runtime import load
 
+    if not isinstance(data, np.ndarray):
+        data = load_keypoints(data)  # a wrong --data fails before any engine work
     manifest = read_manifest(engine_path)
     ckpt = manifest.checkpoint
     if ckpt is None or not ckpt.is_file():
         raise EngineError(f"{manifest.folder}: its source checkpoint {ckpt} is not here; verify needs it as the reference")
     if file_sha256(ckpt) != manifest.doc["model"]["sha256"]:
         raise EngineError(f"{ckpt} changed since the engine was built; rebuild the engine with `engines build`")
-    engine = load(manifest.folder)
     x = real_windows(data, manifest.receptive_field, count)
+    engine = load(manifest.folder)
     model, _ = load_checkpoint(ckpt)
     with torch.no_grad():
         want = np.concatenate([model.eval()(torch.from_numpy(x[i:i + 256])).numpy() for i in range(0, len(x), 256)])

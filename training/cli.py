@@ -173,6 +173,36 @@ def _make_clip(args: argparse.Namespace) -> int:
     return 0
 
 
+def _make_windows(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from engines.fileio import atomic_path
+    from training.data import motion_frames, motion_windows
+
+    if Path(args.out).suffix != ".npz":
+        raise ValueError(f"--out {args.out}: model inputs are written as an .npz file")
+    if args.frames and args.window is not None:
+        raise ValueError("--frames writes consecutive frames in segments of --segment frames; --window is for windows")
+    if not args.frames and args.segment is not None:
+        raise ValueError("--segment is the segment length of --frames; give --frames too, or --window for windows")
+    window, segment = args.window or 27, args.segment or 128
+    if args.count < 1 or window < 1 or segment < 1:
+        raise ValueError("--count, --window and --segment must be >= 1")
+    groups = tuple(args.groups) if args.groups else None
+    if args.frames:
+        keypoints = motion_frames(args.data, args.count, segment, args.seed, groups, progress=not args.quiet)
+    else:
+        keypoints = motion_windows(args.data, window, args.count, args.seed, groups, progress=not args.quiet)
+    with atomic_path(args.out, suffix=".npz") as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, keypoints=keypoints)
+    shape = " x ".join(map(str, keypoints.shape))
+    print(f"wrote {args.out}: keypoints {shape} ({'frames' if args.frames else 'windows'}); "
+          f"check an engine on them with `engines verify --engine DIR --data {args.out}`")
+    return 0
+
+
 def _methods_report(args: argparse.Namespace) -> int:
     from training.methods.report import ReportSettings, methods_report
 
@@ -297,6 +327,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="clip .npz to write")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(handler=_make_clip)
+    p = sub.add_parser(
+        "make-windows", help="film motion with seeded virtual cameras: model inputs for `engines verify --data`",
+        description="Write model inputs (an .npz with 'keypoints'): windows (count, window, 17, 3) ending at random "
+        "frames, or with --frames consecutive frames (count, 17, 3) in segments of one clip each; each window or "
+        "segment filmed by its own seeded virtual camera with training's detector noise model.",
+    )
+    p.add_argument("--data", required=True, help="motion archive (.npz) or BVH folder")
+    p.add_argument("--groups", nargs="+", default=None, help="only these clip groups, e.g. CMU subjects 02 06 09 "
+                   "(default: every clip)")
+    p.add_argument("--window", type=int, default=None, help="frames per window (default 27)")
+    p.add_argument("--count", type=int, default=512, help="windows, or frames with --frames (default 512)")
+    p.add_argument("--frames", action="store_true", help="consecutive frames instead of random windows")
+    p.add_argument("--segment", type=int, default=None, help="with --frames: consecutive frames per clip (default 128)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="inputs .npz to write")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_make_windows)
     p = sub.add_parser(
         "methods-report",
         help="train and compare every learning method; write docs/methods.md",

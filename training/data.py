@@ -1,23 +1,26 @@
-"""Motion data for training: cached preparation, the subject split and samplers.
+"""Motion data for training: cached preparation, the subject split, samplers and model inputs.
 
 ``open_motion`` accepts a prepared ``.npz`` archive or BVH files/folders; BVH input is prepared
 once and cached (``$POSESTREAM_CACHE`` or ``~/.cache/posestream``), keyed by the file names, sizes
 and modification times and the frame rate, so repeated training runs start in a second.
+``motion_windows`` and ``motion_frames`` film motion into model inputs (``training make-windows``),
+the files ``engines verify`` reads.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from training.motion import MotionArchive, find_motion_files, load_archive, prepare
-from training.synth import DETECTOR, NO_AUGMENTATION, WindowSampler
+from training.synth import DETECTOR, NO_AUGMENTATION, WindowSampler, project_windows, sample_cameras_for
 
-__all__ = ["cache_dir", "open_motion", "Split", "split_by_groups", "group_weights", "motion_windows"]
+__all__ = ["cache_dir", "open_motion", "Split", "split_by_groups", "group_weights", "motion_windows", "motion_frames"]
 
 
 def cache_dir() -> Path:
@@ -49,15 +52,21 @@ class Split:
     val_groups: tuple[str, ...]
 
 
+def _in_groups(archive: MotionArchive, groups: Sequence[str], what: str = "group") -> np.ndarray:
+    """(F,) bool: the frame's clip belongs to one of ``groups``; ``ValueError`` for a group the
+    archive does not have."""
+    have = np.array(archive.clip_groups)
+    missing = sorted(set(groups) - set(have))
+    if missing:
+        raise ValueError(f"{what}(s) {', '.join(missing)} are not in the motion data "
+                         f"(it has {', '.join(sorted(set(have)))})")
+    return np.isin(have[archive.clip], list(groups))
+
+
 def split_by_groups(archive: MotionArchive, validation_groups: tuple[str, ...]) -> Split:
     """Frames of the validation subjects (clip groups) vs all others; never mixed."""
     groups = np.array(archive.clip_groups)
-    missing = sorted(set(validation_groups) - set(groups))
-    if missing:
-        raise ValueError(f"validation group(s) {', '.join(missing)} are not in the motion data "
-                         f"(it has {', '.join(sorted(set(groups)))})")
-    frame_group = groups[archive.clip]
-    is_val = np.isin(frame_group, validation_groups)
+    is_val = _in_groups(archive, validation_groups, "validation group")
     if is_val.all():
         raise ValueError("every clip belongs to a validation group: nothing left to train on")
     return Split(
@@ -91,11 +100,44 @@ def make_sampler(archive: MotionArchive, window: int, frames: np.ndarray, weight
     return WindowSampler(archive.joints3d, archive.clip, window, frames=frames, weights=weights)
 
 
-def motion_windows(source: str | os.PathLike, window: int, count: int, seed: int = 0) -> np.ndarray:
-    """(count, window, J, 3) model inputs from real motion (an ``.npz`` archive or BVH
-    files/folders): windows ending at random frames, filmed by seeded virtual cameras with the
-    detector noise model and no augmentation. ``engines verify`` compares engines on them."""
-    archive = open_motion(source, progress=False)
+def _frames_of(archive: MotionArchive, groups: Sequence[str] | None) -> np.ndarray:
+    return np.arange(len(archive.clip)) if groups is None else np.flatnonzero(_in_groups(archive, groups))
+
+
+def motion_windows(source: str | os.PathLike, window: int, count: int, seed: int = 0,
+                   groups: Sequence[str] | None = None, progress: bool = False) -> np.ndarray:
+    """(count, window, J, 3) float32 model inputs from real motion (an ``.npz`` archive or BVH
+    files/folders; only the clips of ``groups`` when given): windows ending at random frames,
+    frames before a clip's start repeating its first, each window filmed by its own seeded
+    virtual camera with the detector noise model and no augmentation."""
+    archive = open_motion(source, progress=progress)
     rng = np.random.default_rng(seed)
-    sampler = make_sampler(archive, window, np.arange(len(archive.clip)))
+    sampler = make_sampler(archive, window, _frames_of(archive, groups))
     return sampler.make(rng, sampler.sample_ends(rng, count), DETECTOR, NO_AUGMENTATION).inputs
+
+
+def motion_frames(source: str | os.PathLike, count: int, segment: int = 128, seed: int = 0,
+                  groups: Sequence[str] | None = None, progress: bool = False) -> np.ndarray:
+    """(count, J, 3) float32 model inputs: consecutive frames, like a video's detections.
+
+    Segments of ``segment`` consecutive frames, laid end to end and cut to ``count`` frames. Each
+    lies inside one clip, starts at a random frame and is filmed by its own seeded virtual camera,
+    aimed at the segment's mean pelvis, with the detector noise model and no augmentation. The
+    clips are drawn among those of ``groups`` (or all) that are long enough, each equally likely
+    whatever its length and each at most once while there are enough of them. ``ValueError`` when
+    no clip is long enough.
+    """
+    archive = open_motion(source, progress=progress)
+    rng = np.random.default_rng(seed)
+    sampler = make_sampler(archive, segment, _frames_of(archive, groups))
+    ends = sampler.frames[sampler.frames - sampler.clip_start[sampler.frames] >= segment - 1]
+    clips = np.unique(archive.clip[ends])
+    if len(clips) == 0:
+        raise ValueError(f"no clip of {source} has {segment} frames: make the segments shorter")
+    n = -(-count // segment)
+    chosen = rng.choice(clips, size=n, replace=n > len(clips))
+    picked = np.array([rng.choice(ends[archive.clip[ends] == c]) for c in chosen])
+    w3 = sampler.gather(picked)
+    cameras = sample_cameras_for(rng, w3, aim=w3[:, :, 0].mean(axis=1))
+    inputs = project_windows(rng, w3, DETECTOR, NO_AUGMENTATION, cameras=cameras).inputs
+    return inputs.reshape(-1, *inputs.shape[2:])[:count]

@@ -1,6 +1,6 @@
 """CUDA backends (AOTInductor + CUDA graphs, torch.compile, ONNX Runtime CUDA): run with ``pytest -m gpu``
-on a machine with a GPU; skipped elsewhere. Real inputs: mocap from ``$POSESTREAM_MOCAP`` or
-``../shared/data/cmu-mocap`` projected to 2D."""
+on a machine with a GPU; skipped elsewhere. Real inputs: ``engines verify``'s bundled ones (CMU mocap
+filmed by virtual cameras, engines/assets/verify_keypoints.npz)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import pytest
 import engines
 from engines.artifacts import read_manifest
 from engines.build import example_input
-from engines.verify import default_motion_source
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]  # builds and compiles engines for the GPU
 
@@ -37,8 +36,6 @@ def _engines_cli(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_aoti_default_model_builds_and_verifies_on_real_motion(precision, tmp_path):
-    if default_motion_source() is None:
-        pytest.skip("no mocap: set POSESTREAM_MOCAP")
     out = tmp_path / f"aoti-{precision}"
     built = _engines_cli("build", "--checkpoint", "default", "--target", "aoti", "--precision", precision,
                          "--max-batch", "64", "--out", str(out))

@@ -168,7 +168,7 @@ def test_requests_that_cannot_work_here(cache, small_ckpt, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_build_info_verify(cache, small_ckpt, tmp_path, capsys, cmu_archive_path):
+def test_cli_build_info_verify(cache, small_ckpt, tmp_path, capsys):
     out = tmp_path / "eng"
     assert engines_main(["build", "--checkpoint", str(small_ckpt), "--target", "onnx", "--max-batch", "16",
                          "--out", str(out)]) == 0
@@ -179,11 +179,15 @@ def test_cli_build_info_verify(cache, small_ckpt, tmp_path, capsys, cmu_archive_
     listed = json.loads(capsys.readouterr().out)["engines"]
     assert len(listed) == 1 and listed[0]["target"] == "onnx" and listed[0]["usable_here"]
 
-    # real mocap projected to 2D (the prepared CMU archive)
-    assert engines_main(["verify", "--engine", str(out), "--data", str(cmu_archive_path), "--windows", "64",
-                         "--json"]) == 0
+    # the bundled inputs: real mocap filmed by virtual cameras
+    assert engines_main(["verify", "--engine", str(out), "--windows", "64", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["passed"] and report["max_abs_error_m"] < 1e-4 and report["windows"] == 64
+    assert engines_main(["verify", "--engine", str(out)]) == 0
+    assert capsys.readouterr().out.startswith("PASS: onnxruntime fp32 vs torch eager on 512 real windows")
+    from engines.verify import load_keypoints, verify
+
+    assert verify(out, load_keypoints()[:40], count=8)["windows"] == 8  # an array instead of a file
 
     # a user's keypoints file, and an engine that does not match its reference: exit 1
     frames = example_input(1, 40, seed=9).numpy()[0]
@@ -198,6 +202,35 @@ def test_cli_build_info_verify(cache, small_ckpt, tmp_path, capsys, cmu_archive_
     (out / "manifest.json").write_text(json.dumps(doc))
     assert engines_main(["verify", "--engine", str(out), "--data", str(tmp_path / "kp.npz")]) == 1
     assert capsys.readouterr().out.startswith("FAIL")
+
+
+def test_bundled_verify_inputs_are_real_frames_a_pip_user_has():
+    from engines.verify import DEFAULT_INPUTS, load_keypoints, real_windows
+
+    assert DEFAULT_INPUTS.stat().st_size < 300_000
+    frames = load_keypoints()
+    assert frames.shape == (512, 17, 3) and frames.dtype == np.float32 and np.isfinite(frames).all()
+    conf = frames[..., 2]
+    assert conf.min() >= 0 and conf.max() <= 1 and 0.9 < (conf > 0).mean() < 1  # detector noise drops a few joints
+    windows = real_windows(None, 27)
+    assert windows.shape == (512, 27, 17, 3)
+    np.testing.assert_array_equal(windows[100, -1], frames[100])  # a window ends at each frame
+    np.testing.assert_array_equal(windows[3, :24], np.repeat(frames[:1], 24, axis=0))  # the first frame repeats
+    np.testing.assert_array_equal(real_windows(frames, 9, count=5), windows[:5, -9:])  # an array instead of a file
+
+
+@pytest.mark.parametrize("what", ["bvh_file", "bvh_folder", "motion_archive"])
+def test_verify_refuses_motion_and_names_the_command_that_makes_inputs(what, cache, tmp_path, capsys):
+    from pathlib import Path
+
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "tiny" / "cmu31.bvh"
+    data = {"bvh_file": fixture, "bvh_folder": fixture.parent, "motion_archive": tmp_path / "motion.npz"}[what]
+    np.savez(tmp_path / "motion.npz", joints3d=np.zeros((3, 17, 3), np.float32))
+    # refused before the engine is even looked at
+    assert engines_main(["verify", "--engine", str(tmp_path / "nothing"), "--data", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1 and "Traceback" not in err
+    assert f"`training make-windows --data {data} --out inputs.npz` first" in err
 
 
 def test_cli_errors_are_one_sentence(cache, tmp_path, capsys):
