@@ -72,7 +72,7 @@ def _windows_from_keypoints(arr: np.ndarray, frames: int) -> np.ndarray:
 def real_windows(data: Inputs, frames: int, count: int = 512) -> np.ndarray:
     """At most ``count`` (N, frames, J, 3) float32 windows from model inputs: an ``.npz`` path, an
     array of windows or frames, or None for the bundled inputs."""
-    arr = load_keypoints(data) if data is None or not isinstance(data, np.ndarray) else np.asarray(data, np.float32)
+    arr = np.asarray(data, np.float32) if isinstance(data, np.ndarray) else load_keypoints(data)
     return _windows_from_keypoints(arr, frames)[:count]
 
 

@@ -81,6 +81,26 @@ def test_adversarial_learns_depth_from_2d_alone(tmp_path, cmu_archive_path, val_
 
 
 @pytest.mark.slow
+def test_supervised_gan_keeps_its_best_validation_epoch(tmp_path, cmu_archive_path):
+    """With ``disc3d`` the adversarial method learns from 3D labels, so best.safetensors is the
+    epoch with the lowest validation error, as for supervised training."""
+    import json
+
+    from engines.checkpoint import load_checkpoint
+    from training.train import train
+
+    # five steps an epoch: the validation error of this seeded run is lowest at epoch 1, not at the end
+    cfg = _cfg(tmp_path, cmu_archive_path, "adversarial", steps=5, epochs=3, disc3d=True)
+    train(cfg, progress=False)
+    hist = json.loads((cfg.train.out / "history.json").read_text())
+    assert [h["method"] for h in hist] == ["adversarial-3d"] * 3
+    _, meta = load_checkpoint(cfg.train.out / "best.safetensors")
+    lowest = min(hist, key=lambda h: h["val_detector_mpjpe_mm"])
+    assert lowest["epoch"] < hist[-1]["epoch"], "the run's last epoch is its best: the check below would prove nothing"
+    assert meta["metrics"]["history"]["epoch"] == lowest["epoch"]
+
+
+@pytest.mark.slow
 def test_multiview_learns_without_3d_labels(tmp_path, cmu_archive_path, val_batch):
     hist, model = _run(_cfg(tmp_path, cmu_archive_path, "multiview", steps=60, views=3))
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]

@@ -87,16 +87,16 @@ class AdversarialMethod:
     """State and losses of adversarial training (see the module docstring)."""
 
     name = "adversarial"
-    uses_3d_labels = False  # the supervised GAN (disc3d) does
+    uses_3d_labels = False  # set per run: the supervised GAN (disc3d) learns from 3D labels
     distributed = False
 
     def __init__(self, cfg: RunConfig, sampler: WindowSampler, noise: NoiseModel, device: torch.device) -> None:
         self.mc, self.tc = cfg.method, cfg.train
         self.sampler, self.noise, self.device = sampler, noise, device
-        self.supervised = self.uses_3d_labels = self.mc.disc3d
-        self.disc = (PoseDiscriminator3D() if self.supervised else PoseDiscriminator2D()).to(device)
+        self.uses_3d_labels = self.mc.disc3d  # the supervised GAN
+        self.disc = (PoseDiscriminator3D() if self.uses_3d_labels else PoseDiscriminator2D()).to(device)
         self.opt = torch.optim.Adam(self.disc.parameters(), lr=self.mc.disc_lr, betas=(0.5, 0.999))
-        if self.supervised:
+        if self.uses_3d_labels:
             self.name = "adversarial-3d"
 
     def _batch(self, rng: np.random.Generator):
@@ -109,7 +109,7 @@ class AdversarialMethod:
         pred, frames, _ = predict_frames(model, x)
         kp = x[:, frames]
         rel = pred - pred[..., :1, :]
-        if self.supervised:
+        if self.uses_3d_labels:
             return pred, kp, frames, rel.reshape(-1, J, 3)
         B, N = pred.shape[:2]
         angle = torch.as_tensor(rng.uniform(-math.pi, math.pi, (B, N)), dtype=pred.dtype, device=pred.device)
@@ -119,7 +119,7 @@ class AdversarialMethod:
 
     def _real(self, rng: np.random.Generator) -> torch.Tensor:
         x, y = self._batch(rng)
-        if self.supervised:
+        if self.uses_3d_labels:
             rel = y[:, -1] - y[:, -1, :1]
             return rel
         kp = x[:, -1]
@@ -148,7 +148,7 @@ class AdversarialMethod:
         target = y[:, frames]
         with torch.no_grad():
             monitor = ((pred - pred[..., :1, :]) - (target - target[..., :1, :])).norm(dim=-1).mean()
-        if self.supervised:
+        if self.uses_3d_labels:
             sup = lifter_loss(pred, target, self.tc.root_weight, self.tc.velocity_weight)["total"]
             total = sup + self.mc.adversarial_weight * adv
             return {"total": total, "supervised": sup.detach(), "adversarial": adv.detach(), "monitor_mpjpe": monitor}
