@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING
 from engines.cli_support import run_cli
 
 if TYPE_CHECKING:
+    from realtime.body import BodyStage
     from realtime.outputs import OutputOptions
     from realtime.pipeline import Pipeline, PipelineStats
-    from realtime.rig import RigSolver
     from realtime.smooth import SkeletonSmoother
+    from realtime.world import WorldTransform
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
 DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "demo.mp4"
@@ -91,7 +92,28 @@ def _check_stream_flags(args: argparse.Namespace) -> OutputOptions:
         from engines.models import check_height
 
         check_height(args.height)
+    args.world_given = _world_flags(args)
     return OutputOptions.from_flags(bind=args.bind, vmc=args.vmc, record=args.record, rotations=args.rotations)
+
+
+def _world_flags(args: argparse.Namespace) -> WorldTransform | None | object:
+    """Check ``--frame``, ``--calibration``/``--camera-name``/``--up`` and ``--camera-pitch``/``-roll``/
+    ``-height``; returns the calibrated transform, the checked ``TiltFlags``, or None (estimate all)."""
+    from realtime.body import FRAMES
+    from realtime.world import TiltFlags, camera_from_calibration, from_calibration
+
+    if args.frame not in FRAMES:
+        raise ValueError(f"--frame must be world or camera, got {args.frame!r}")
+    tilt = TiltFlags(args.camera_pitch, args.camera_roll, args.camera_height)
+    given = [f for f, v in (("--camera-pitch", args.camera_pitch), ("--camera-roll", args.camera_roll),
+                            ("--camera-height", args.camera_height)) if v is not None]
+    if args.calibration is None:
+        if args.camera_name is not None or args.up is not None:
+            raise ValueError("--camera-name and --up choose a camera and an axis of --calibration FILE; give the file too")
+        return tilt if given else None
+    if given:
+        raise ValueError(f"--calibration gives the camera's tilt and height exactly; drop {' and '.join(given)}")
+    return from_calibration(camera_from_calibration(args.calibration, args.camera_name), up=args.up)
 
 
 def _open_pipeline(args: argparse.Namespace, spec, options: OutputOptions,
@@ -117,17 +139,18 @@ def _open_pipeline(args: argparse.Namespace, spec, options: OutputOptions,
                              **({} if args.max_persons is None else {"max_persons": args.max_persons}))
     teardown.callback(detector.close)
     smoother = None if args.no_smoothing else _smoother(args.min_cutoff, args.beta)
+    body = _body_stage(args)
     if not args.no_view:
         viewer = subprocess.Popen([sys.executable, "-m", "realtime.cli", "view", "--connect", args.bind])
         teardown.callback(viewer.terminate)
     print(f"publishing on {args.bind}: {spec.describe()} ({source.width}x{source.height} at {source.fps:g} fps), "
-          f"detector {args.detector}, lifter {engine.backend} (T={engine.receptive_field})", file=sys.stderr)
+          f"detector {args.detector}, lifter {engine.backend} (T={engine.receptive_field}), {args.frame} frame "
+          f"({_world_notice(body)})", file=sys.stderr)
     for output in outputs:
         if output.notice:
             print(output.notice, file=sys.stderr)
-    rig = _rig_solver() if any(output.needs_rig for output in outputs) else None
     config = PipelineConfig(max_frames=args.max_frames, status=not args.quiet, live=spec.live)
-    return Pipeline(config, source, detector, lifter, outputs, smoother, rig=rig)
+    return Pipeline(config, source, detector, lifter, outputs, smoother, body=body)
 
 
 def _height_scale(height: float | None, engine) -> float:
@@ -147,11 +170,39 @@ def _smoother(min_cutoff: float | None, beta: float | None) -> SkeletonSmoother:
     return SkeletonSmoother(config=OneEuroConfig(**tuned))
 
 
-def _rig_solver() -> RigSolver:
+def _body_stage(args: argparse.Namespace) -> BodyStage:
+    """Steady bones, the world transform (calibrated, given or estimated) and ground contact."""
+    from realtime.body import BodyStage
+    from realtime.contact import ContactSolver
     from realtime.rig import RigSolver, warmup
+    from realtime.world import TiltFlags, WorldEstimator, WorldTransform
 
     warmup()
-    return RigSolver()
+    given = args.world_given
+    if isinstance(given, WorldTransform):
+        world = WorldEstimator(fixed_up=given.up, fixed_height_m=given.height_m, source="calibration")
+    elif isinstance(given, TiltFlags):
+        world = WorldEstimator(fixed_up=given.up, fixed_height_m=given.height_m)
+    else:
+        world = WorldEstimator()
+    up_model = None
+    if world.fixed_up is None:
+        try:
+            from engines.gravity import UpModel
+        except ImportError:  # TEMPORARY until the learned up model lands
+            UpModel = None
+        up_model = None if UpModel is None else UpModel.load()
+    return BodyStage(args.frame, RigSolver(), world, ContactSolver(), up_model=up_model)
+
+
+def _world_notice(body: BodyStage) -> str:
+    w = body.world
+    if w.current is not None:
+        pitch, roll = w.current.tilt_deg
+        return f"camera {w.current.source}: pitch {pitch:+.1f}, roll {roll:+.1f} deg, {w.current.height_m:.2f} m high"
+    parts = ["tilt given" if w.fixed_up is not None else "tilt estimated from the person",
+             "height given" if w.fixed_height_m is not None else "height estimated from the feet"]
+    return ", ".join(parts)
 
 
 def _run_until_stopped(pipeline: Pipeline) -> PipelineStats:
@@ -226,6 +277,20 @@ def _stream_options(p: argparse.ArgumentParser) -> None:
                    help="add bone rotations to every message (protocol v2; v1-only clients skip such messages)")
     p.add_argument("--vmc", default=None, metavar="HOST:PORT",
                    help="also send the rig over the VMC protocol (OSC/UDP), e.g. 127.0.0.1:39539")
+    p.add_argument("--frame", default="world", metavar="world|camera",
+                   help="coordinates of every output: world (default: y up, floor at y = 0, origin on the floor "
+                   "below the camera; protocol v3) or camera (the camera's own frame; protocol v1/v2)")
+    p.add_argument("--calibration", default=None, metavar="FILE",
+                   help="the camera's calibration (posestream .toml/.json or Qualisys .qca.txt): exact tilt and height")
+    p.add_argument("--camera-name", default=None, metavar="NAME", help="which camera of --calibration this is")
+    p.add_argument("--up", default=None, metavar="AXIS",
+                   help="the up axis of --calibration's world (x, y, z, -x, -y, -z; default: detected)")
+    p.add_argument("--camera-pitch", type=float, default=None, metavar="DEG",
+                   help="the camera's pitch, degrees above the horizon (negative: looking down); default estimated")
+    p.add_argument("--camera-roll", type=float, default=None, metavar="DEG",
+                   help="the camera's roll, degrees (positive: the image's right edge raised); default estimated")
+    p.add_argument("--camera-height", type=float, default=None, metavar="M",
+                   help="the camera's height above the floor, metres; default estimated from the feet")
     p.add_argument("--height", type=float, default=None, metavar="METRES",
                    help="the person's standing height: metric-true bones and distance (default: a typical adult, "
                    "1.66 m for the shipped model; one camera cannot tell size from distance)")

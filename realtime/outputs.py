@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from realtime.publish import Publisher
     from realtime.rig import RigFrame
     from realtime.vmc import VmcSender
+    from realtime.world import WorldTransform
 
 __all__ = ["FrameResult", "NpzRecorder", "Output", "OutputOptions", "PublishStamp", "VmcOutput", "ZmqOutput",
            "build_outputs", "send_all"]
@@ -64,11 +65,14 @@ class FrameResult:
     ``frame``: the source frame index. ``timestamps``: the stage stamps named in
     ``realtime.protocol.STAGE_TIMESTAMPS`` (monotonic ns, None where a stage left none).
     ``ids`` (P,) person ids; ``confidences`` (P,) person confidence; ``joint_confidences``
-    (P, 17); ``joints`` (P, 17, 3) float32, metres, camera frame (x right, y down, z forward).
-    ``rig``: the rig solver's ``realtime.rig.RigFrame`` for the same persons in the same order,
-    when the pipeline runs a rig solver. ``published``: the first :class:`PublishStamp` an
-    output returned (see :func:`send_all`), None before that. The arrays are shared, not copied:
-    outputs only read them.
+    (P, 17); ``joints`` (P, 17, 3) float32, metres, in ``frame_of_reference``: ``camera`` (x
+    right, y down, z forward) or ``world`` (``realtime.world``: y up, floor at y = 0).
+    ``rig``: the body stage's ``realtime.rig.RigFrame`` for the same persons in the same order,
+    its rows in the rig frame (camera) or the world frame (world). ``world``: the
+    ``realtime.world.WorldTransform`` in use, None while unknown. ``contacts`` (P, 2): per
+    person ``[left, right]`` foot contact probabilities, when the body stage ran.
+    ``published``: the first :class:`PublishStamp` an output returned (see :func:`send_all`),
+    None before that. The arrays are shared, not copied: outputs only read them.
     """
 
     frame: int
@@ -78,6 +82,9 @@ class FrameResult:
     joint_confidences: np.ndarray
     joints: np.ndarray
     rig: RigFrame | None = None
+    frame_of_reference: str = "camera"
+    world: WorldTransform | None = None
+    contacts: np.ndarray | None = None
     published: PublishStamp | None = None
 
     def __post_init__(self) -> None:
@@ -90,6 +97,10 @@ class FrameResult:
                              f"{np.shape(self.confidences)} and {np.shape(self.joint_confidences)}")
         if self.rig is not None and len(self.rig.ids) != p:
             raise ValueError(f"the rig holds {len(self.rig.ids)} persons, the frame {p}")
+        if self.frame_of_reference not in ("camera", "world"):
+            raise ValueError(f"frame_of_reference must be camera or world, got {self.frame_of_reference!r}")
+        if self.contacts is not None and np.shape(self.contacts) != (p, 2):
+            raise ValueError(f"contacts must be shaped ({p}, 2), got {np.shape(self.contacts)}")
 
     @property
     def t_publish_ns(self) -> int | None:
@@ -98,8 +109,12 @@ class FrameResult:
 
     def persons(self) -> list[dict[str, Any]]:
         """The protocol's ``persons`` entries, one per row (see ``realtime.protocol.make_header``)."""
-        return [{"id": int(i), "confidence": float(s), "joint_confidence": jc}
-                for i, s, jc in zip(self.ids, self.confidences, self.joint_confidences)]
+        people = [{"id": int(i), "confidence": float(s), "joint_confidence": jc}
+                  for i, s, jc in zip(self.ids, self.confidences, self.joint_confidences)]
+        if self.contacts is not None:
+            for person, c in zip(people, np.round(np.asarray(self.contacts, np.float64), CONFIDENCE_DECIMALS).tolist()):
+                person["contacts"] = c
+        return people
 
 
 class Output(ABC):
@@ -150,8 +165,11 @@ class ZmqOutput(Output):
 
     def send(self, result: FrameResult) -> PublishStamp:
         rig = {"rig": result.rig.rows} if self.rotations and result.rig is not None else {}
+        world = result.world
         header = self.publisher.send(result.joints, frame=result.frame, timestamps=result.timestamps,
-                                     persons=result.persons(), **rig)
+                                     persons=result.persons(), frame_of_reference=result.frame_of_reference,
+                                     world_from_camera=None if world is None else world.matrix_list(),
+                                     world=None if world is None else world.describe(), **rig)
         return PublishStamp(header["seq"], header["t_publish_ns"])
 
     def close(self) -> None:
@@ -181,9 +199,11 @@ class NpzRecorder(Output):
     no frame; a stream that never started writes no file).
 
     Arrays: ``frame``, ``t_capture_ns``, ``t_publish_ns`` (0 where a stamp is missing),
-    ``persons`` (one per message); ``joints`` (rows, 17, 3) metres camera frame, ``row_message``
-    (the message index of each row), ``person_id``, ``joint_confidence`` (rows, 17; rounded to
-    ``realtime.protocol.CONFIDENCE_DECIMALS`` as published); ``joint_names``.
+    ``persons`` (one per message), ``world_from_camera`` (messages, 4, 4; NaN while unknown);
+    ``joints`` (rows, 17, 3) metres in ``frame_of_reference`` (``"world"`` or ``"camera"``, the
+    stream's ``--frame``), ``row_message`` (the message index of each row), ``person_id``,
+    ``joint_confidence`` (rows, 17; rounded to ``realtime.protocol.CONFIDENCE_DECIMALS`` as
+    published), ``contacts`` (rows, 2; left, right foot; 0 without the body stage); ``joint_names``.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -193,6 +213,9 @@ class NpzRecorder(Output):
         self.row_msg: list[int] = []
         self.ids: list[int] = []
         self.conf: list[np.ndarray] = []
+        self.contacts: list[np.ndarray] = []
+        self.world: list[np.ndarray] = []
+        self.frame_of_reference = "camera"
         self.started = False
 
     def start(self) -> None:
@@ -203,11 +226,15 @@ class NpzRecorder(Output):
         self.meta.append((result.frame, result.timestamps.get("t_capture_ns") or 0, result.t_publish_ns or 0,
                           len(result.ids)))
         conf = np.round(np.asarray(result.joint_confidences, np.float64), CONFIDENCE_DECIMALS).astype(np.float32)
-        for pid, row, c in zip(result.ids, result.joints, conf):
+        contacts = np.zeros((len(result.ids), 2), np.float32) if result.contacts is None else result.contacts
+        self.frame_of_reference = result.frame_of_reference
+        self.world.append(np.full((4, 4), np.nan) if result.world is None else result.world.matrix)
+        for pid, row, c, fc in zip(result.ids, result.joints, conf, contacts):
             self.rows.append(row)
             self.row_msg.append(k)
             self.ids.append(int(pid))
             self.conf.append(c)
+            self.contacts.append(np.asarray(fc, np.float32))
 
     def write(self) -> Path:
         """Write the take (atomically); returns its path."""
@@ -220,6 +247,9 @@ class NpzRecorder(Output):
                      joints=np.asarray(self.rows, np.float32).reshape(-1, J, 3),
                      row_message=np.asarray(self.row_msg, np.int64), person_id=np.asarray(self.ids, np.int64),
                      joint_confidence=np.asarray(self.conf, np.float32).reshape(-1, J),
+                     contacts=np.asarray(self.contacts, np.float32).reshape(-1, 2),
+                     world_from_camera=np.asarray(self.world, np.float64).reshape(-1, 4, 4),
+                     frame_of_reference=np.asarray(self.frame_of_reference),
                      joint_names=np.asarray(CANONICAL.joint_names))
         return self.path
 

@@ -2,7 +2,7 @@
 
 Four threads joined by bounded queues::
 
-    capture --q1--> detect (2D) --q2--> lift (3D) --q3--> smooth + rig + outputs (+ status)
+    capture --q1--> detect (2D) --q2--> lift (3D) --q3--> smooth + body + outputs (+ status)
 
 Queue policy: a live source (a camera, a stream, or a file replayed at its native rate) keeps
 only the newest item in each queue: when a stage falls behind, the oldest waiting frame is
@@ -10,8 +10,10 @@ dropped (and counted), so latency never accumulates. ``--fast`` file runs block 
 every frame is processed. A live capture thread that hands a frame to an idle detector waits,
 off the CPU, until the detector has taken it (``_HandoffQueue``) before decoding the next one.
 Each packet carries monotonic timestamps taken at capture, detection start and end, lift end and
-publish; they go out in every message. The publish stage builds one ``realtime.outputs.FrameResult``
-per frame and hands it to every output (ZeroMQ, VMC, recordings) through one interface.
+publish; they go out in every message. The publish stage smooths, runs the body stage
+(``realtime.body``: steady bones, the world frame, ground contact), builds one
+``realtime.outputs.FrameResult`` per frame and hands it to every output (ZeroMQ, VMC,
+recordings) through one interface.
 
 Stopping: ``stop`` (an Event, set by Ctrl-C) ends every loop within about 0.1 s plus the stage's
 current work; the end of a file (without ``--loop``) or ``max_frames`` flows through the queues
@@ -133,20 +135,21 @@ class PipelineStats:
 
 
 class Pipeline:
-    """Wires a frame source, a 2D detector, a lifter, a smoother, a rig solver and outputs into threads.
+    """Wires a frame source, a 2D detector, a lifter, a smoother, a body stage and outputs into threads.
 
     Every component is a plain object: ``source.read() -> Frame | None``, ``detector.detect(image)
     -> Detection``, ``lifter(keypoints, ids) -> (P, 17, 3)``, ``smoother(dict id -> (17, 3), t_ns)
-    -> dict`` (or None), ``rig(ids, joints, t_ns) -> realtime.rig.RigFrame`` (or None: no
-    rotations), and ``outputs``, each a ``realtime.outputs.Output`` taking every frame's result
-    in order (``realtime.outputs.build_outputs`` makes them from the command line's flags).
+    -> dict`` (or None), ``body(ids, joints, keypoints, t_ns) -> realtime.body.BodyFrame`` (or
+    None: the lifter's camera-frame joints as they are, no rig), and ``outputs``, each a
+    ``realtime.outputs.Output`` taking every frame's result in order
+    (``realtime.outputs.build_outputs`` makes them from the command line's flags).
     """
 
     def __init__(self, config: PipelineConfig, source, detector, lifter, outputs: Sequence[Output], smoother=None,
-                 rig=None) -> None:
+                 body=None) -> None:
         self.config = config
         self.source, self.detector, self.lifter = source, detector, lifter
-        self.outputs, self.smoother, self.rig = list(outputs), smoother, rig
+        self.outputs, self.smoother, self.body = list(outputs), smoother, body
         depth = 1 if config.live else 8
         # only capture -> detect hands over: behind it, the lifter's ONNX Runtime threads keep the
         # cores busy, so a producer stepping aside there would only wait
@@ -232,9 +235,14 @@ class Pipeline:
             t0 = time.monotonic_ns()
             joints = self._smooth(p)
             t_smoothed = time.monotonic_ns()
-            rig = self.rig(p.ids, joints, p.t["t_capture_ns"]) if self.rig is not None else None
+            extra = {}
+            if self.body is not None:
+                body = self.body(p.ids, joints, p.keypoints, p.t["t_capture_ns"])
+                joints = body.joints
+                extra = {"rig": body.rig, "frame_of_reference": body.frame_of_reference, "world": body.world,
+                         "contacts": body.contacts}
             result = FrameResult(frame=p.frame, timestamps=p.t, ids=p.ids, confidences=p.scores,
-                                 joint_confidences=p.keypoints[:, :, 2], joints=joints, rig=rig)
+                                 joint_confidences=p.keypoints[:, :, 2], joints=joints, **extra)
             stamp = send_all(self.outputs, result).published
             # without an output that stamps (no ZeroMQ output), the stage's own stamp times the frame
             self._account(p, stamp or PublishStamp(self.stats.published, time.monotonic_ns()), t0, t_smoothed)

@@ -1,4 +1,4 @@
-"""posestream wire protocol v1 (and v2, v1 plus bone rotations): one 3D pose message on ZeroMQ.
+"""posestream wire protocol v1, v2 (v1 plus bone rotations) and v3 (the world frame): one 3D pose message on ZeroMQ.
 
 A message is three ZeroMQ frames (``docs/protocol.md`` is the full specification, written so a
 client can be built from it alone):
@@ -12,8 +12,13 @@ fourth frame, the humanoid rig (``realtime.rig``): ``persons * nodes * 7`` littl
 shaped ``(P, R, 7)``, per node its local offset xyz (metres) and local rotation quaternion
 (x, y, z, w), described by the header keys in :data:`RIG_KEYS`. Everything else is as in v1.
 
-Coordinates are metres in the camera frame, x right, y down, z forward; every joint, the pelvis
-(joint 0) included, is an absolute position in that frame. A frame with nobody in view is sent
+Coordinates in v1 and v2 are metres in the camera frame, x right, y down, z forward; every joint,
+the pelvis (joint 0) included, is an absolute position in that frame. Version 3 has the same
+frames (a fourth, the rig, when the header has ``rig_shape``) in the world frame of
+``realtime.world``: y up, the floor at y = 0, the origin on the floor below the camera. Every
+header, whatever its version, carries ``world_from_camera`` (the 4x4 row-major matrix with
+``p_world = M [p_cam; 1]``, or null before it is known) and ``world`` (how it was obtained and
+how sure it is), so a client can convert either way. A frame with nobody in view is sent
 as ``persons = []``, ``shape = [0, 17, 3]`` and an empty payload, never as a repeat of an old
 skeleton.
 
@@ -38,8 +43,12 @@ __all__ = [
     "CONFIDENCE_DECIMALS",
     "DTYPE",
     "FRAME_OF_REFERENCE",
+    "FRAMES_OF_REFERENCE",
     "PROTOCOL_VERSION",
     "PROTOCOL_VERSION_RIG",
+    "PROTOCOL_VERSION_WORLD",
+    "WORLD_AXES",
+    "WORLD_ROOT",
     "REQUIRED_KEYS",
     "RIG_KEYS",
     "ROOT",
@@ -51,6 +60,7 @@ __all__ = [
     "ProtocolError",
     "decode",
     "encode",
+    "has_rig",
     "make_header",
     "validate_header",
 ]
@@ -59,13 +69,21 @@ PROTOCOL_VERSION = 1
 """The version of a plain stream (positions only)."""
 PROTOCOL_VERSION_RIG = 2
 """The version of a stream with bone rotations (a fourth frame)."""
-SUPPORTED_VERSIONS = (PROTOCOL_VERSION, PROTOCOL_VERSION_RIG)
+PROTOCOL_VERSION_WORLD = 3
+"""The version of a world-frame stream (``realtime run --frame world``, the default), with or
+without the rig's fourth frame (present when the header has ``rig_shape``)."""
+SUPPORTED_VERSIONS = (PROTOCOL_VERSION, PROTOCOL_VERSION_RIG, PROTOCOL_VERSION_WORLD)
 TOPIC = b"pose"
 DTYPE = "<f4"
 UNITS = "m"
 FRAME_OF_REFERENCE = "camera"
 AXES = "x right, y down, z forward"
 ROOT = "joint 0 (pelvis) is the absolute pelvis position in the camera frame; other joints absolute too"
+WORLD_AXES = "x right, y up, z backward: y against gravity, -z the camera's forward direction along the floor"
+WORLD_ROOT = ("joint 0 (pelvis) is the absolute pelvis position in the world frame (floor at y = 0, origin on the "
+              "floor below the camera); other joints absolute too")
+FRAMES_OF_REFERENCE = ("camera", "world")
+_FRAME_CONSTANTS = {"camera": (AXES, ROOT), "world": (WORLD_AXES, WORLD_ROOT)}
 
 STAGE_TIMESTAMPS = ("t_capture_ns", "t_detect_start_ns", "t_detect_end_ns", "t_lift_end_ns")
 """Pipeline stage times a producer hands to the publisher (``time.monotonic_ns()`` or None)."""
@@ -76,6 +94,10 @@ REQUIRED_KEYS = (
     "v", "seq", "frame", *TIMESTAMP_KEYS, "shape", "dtype", "joints", "parents", "persons",
     "units", "frame_of_reference", "axes", "root", "source",
 )  # fmt: skip
+
+WORLD_KEYS = ("world_from_camera", "world")
+"""Header keys every message carries from this release on (compatible additions in v1 and v2):
+``world_from_camera``, 4 rows of 4 numbers or null; ``world``, an object or null."""
 
 RIG_KEYS = ("rig_shape", "rig_nodes", "rig_parents", "rig")
 """Header keys a v2 message adds: ``rig_shape`` ``[P, R, 7]``, node names and parents, and ``rig``,
@@ -201,8 +223,15 @@ def make_header(
     t_publish_ns: int | None = None,
     source: Mapping[str, Any] | None = None,
     rig: bool = False,
+    frame_of_reference: str = "camera",
+    world_from_camera: Sequence[Sequence[float]] | None = None,
+    world: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A v1 header (``rig=True``: v2, with the rig keys) with the constant fields filled in.
+    """A header with the constant fields filled in: v1 in the camera frame (``rig=True``: v2,
+    with the rig keys), v3 with ``frame_of_reference="world"`` (the rig keys with ``rig=True``).
+
+    ``world_from_camera`` (4x4) and ``world`` (an object saying how it was obtained, see
+    ``realtime.world.WorldTransform.describe``) go into every header, null when not given.
 
     ``persons`` has one entry per payload row: ``{"id": int, "confidence": float,
     "joint_confidence": 17 floats}`` (numpy values are converted to plain JSON numbers).
@@ -227,23 +256,47 @@ def make_header(
     for key, value in counters.items():
         if value < 0:
             raise ProtocolError(f"{key} must be a non-negative integer, got {value}")
+    if frame_of_reference not in FRAMES_OF_REFERENCE:
+        raise ProtocolError(f"frame_of_reference must be 'camera' or 'world', got {frame_of_reference!r}")
+    world_mode = frame_of_reference == "world"
     header: dict[str, Any] = {
-        "v": PROTOCOL_VERSION_RIG if rig else PROTOCOL_VERSION,
+        "v": PROTOCOL_VERSION_WORLD if world_mode else (PROTOCOL_VERSION_RIG if rig else PROTOCOL_VERSION),
         **counters,
         **times,
         "shape": [len(people), j, 3],
         "persons": people,
         "source": dict(source or {}),
-        **_constant_fields(),
+        "world_from_camera": _matrix4(world_from_camera),
+        "world": None if world is None else dict(world),
+        **_constant_fields(frame_of_reference),
     }
     if rig:
-        header["rig_shape"] = [len(people), len(_rig_constants()["rig_nodes"]), 7]
-        header.update(_rig_constants())
+        fields = _rig_constants(frame_of_reference)
+        header["rig_shape"] = [len(people), len(fields["rig_nodes"]), 7]
+        header.update(fields)
     return header
 
 
-def _rig_constants() -> dict[str, Any]:
-    """The v2 header fields that are the same in every message (fresh lists each call)."""
+def _matrix4(m: object) -> list[list[float]] | None:
+    """``world_from_camera`` as 4 lists of 4 finite floats (or None)."""
+    if m is None:
+        return None
+    try:
+        a = np.asarray(m, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ProtocolError("world_from_camera must be a 4x4 matrix of numbers") from None
+    if a.shape != (4, 4) or not np.isfinite(a).all():
+        raise ProtocolError(f"world_from_camera must be a finite 4x4 matrix, got shape {a.shape}")
+    return a.tolist()
+
+
+def has_rig(header: Mapping[str, Any]) -> bool:
+    """Whether a (valid) header announces the rig's fourth frame: always in v2, in v3 when it has ``rig_shape``."""
+    return header["v"] == PROTOCOL_VERSION_RIG or (header["v"] == PROTOCOL_VERSION_WORLD and "rig_shape" in header)
+
+
+def _rig_constants(frame_of_reference: str = "camera") -> dict[str, Any]:
+    """The rig header fields that are the same in every message (fresh lists each call)."""
     from realtime.rig import (
         NODE_JOINT,
         QUATERNION_ORDER,
@@ -256,39 +309,44 @@ def _rig_constants() -> dict[str, Any]:
     return {
         "rig_nodes": list(RIG_NODES),
         "rig_parents": list(RIG_PARENTS),
-        "rig": {"quaternion": QUATERNION_ORDER, "axes": RIG_AXES, "rest_pose": REST_POSE, "units": UNITS,
+        "rig": {"quaternion": QUATERNION_ORDER, "product": "Hamilton; a rotation q turns v into q v q*",
+                "axes": RIG_AXES if frame_of_reference == "camera" else f"the world frame: {WORLD_AXES}",
+                "rest_pose": REST_POSE, "units": UNITS,
                 "row": "offset x, offset y, offset z, qx, qy, qz, qw",
                 "joints": {name: RIG_NODES[NODE_JOINT.index(name)] for name in CANONICAL.joint_names}},
     }
 
 
-def _constant_fields() -> dict[str, Any]:
-    """The header fields that are the same in every v1 message (fresh lists each call)."""
+def _constant_fields(frame_of_reference: str = "camera") -> dict[str, Any]:
+    """The header fields that are the same in every message of one frame of reference (fresh lists each call)."""
+    axes, root = _FRAME_CONSTANTS[frame_of_reference]
     return {
         "dtype": DTYPE,
         "joints": list(CANONICAL.joint_names),
         "parents": list(CANONICAL.parents),
         "units": UNITS,
-        "frame_of_reference": FRAME_OF_REFERENCE,
-        "axes": AXES,
-        "root": ROOT,
+        "frame_of_reference": frame_of_reference,
+        "axes": axes,
+        "root": root,
     }
 
 
 _CONSTANT_KEYS = frozenset(_constant_fields())
-_CONSTANT_JSON = json.dumps(_constant_fields(), separators=(",", ":"))[1:-1]  # 'k":v,...' without braces
+_CONSTANT_JSON = {f: json.dumps(_constant_fields(f), separators=(",", ":"))[1:-1]  # 'k":v,...' without braces
+                  for f in FRAMES_OF_REFERENCE}
 
 
 def _header_json(header: dict) -> str:
     """Compact JSON for a valid header; the constant fields come pre-serialised (a third of the
-    encoding time) whenever they hold the v1 values, which ``validate_header`` guarantees for all
-    but ``root`` (v2 rig constants: when they equal the defaults)."""
-    if header["root"] != ROOT:
+    encoding time) whenever they hold the values of the header's frame of reference, which
+    ``validate_header`` guarantees for all but ``root`` (rig constants: when they equal the defaults)."""
+    frame = header["frame_of_reference"]
+    if header["root"] != _FRAME_CONSTANTS[frame][1]:
         return json.dumps(header, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
-    constant = _CONSTANT_JSON
+    constant = _CONSTANT_JSON[frame]
     skip = _CONSTANT_KEYS
-    if header["v"] == PROTOCOL_VERSION_RIG:
-        rig_json = _rig_json()
+    if has_rig(header):
+        rig_json = _rig_json(frame)
         if all(header[k] == v for k, v in rig_json[1].items()):
             constant, skip = f"{constant},{rig_json[0]}", skip | rig_json[1].keys()
     variable = {k: v for k, v in header.items() if k not in skip}
@@ -296,15 +354,14 @@ def _header_json(header: dict) -> str:
     return f"{text[:-1]},{constant}}}"
 
 
-_RIG_JSON: tuple[str, dict] | None = None
+_RIG_JSON: dict[str, tuple[str, dict]] = {}
 
 
-def _rig_json() -> tuple[str, dict]:
-    global _RIG_JSON
-    if _RIG_JSON is None:
-        fields = _rig_constants()
-        _RIG_JSON = (json.dumps(fields, separators=(",", ":"))[1:-1], fields)
-    return _RIG_JSON
+def _rig_json(frame_of_reference: str = "camera") -> tuple[str, dict]:
+    if frame_of_reference not in _RIG_JSON:
+        fields = _rig_constants(frame_of_reference)
+        _RIG_JSON[frame_of_reference] = (json.dumps(fields, separators=(",", ":"))[1:-1], fields)
+    return _RIG_JSON[frame_of_reference]
 
 
 # --- validation -----------------------------------------------------------------------------------
@@ -324,7 +381,7 @@ def validate_header(header: object) -> tuple[int, int]:
         raise ProtocolError(f"header 'v' must be an integer, got {v!r}")
     if v not in SUPPORTED_VERSIONS:
         raise ProtocolError(f"message is protocol version {v}; this code understands versions "
-                            f"{' and '.join(map(str, SUPPORTED_VERSIONS))}")
+                            f"{', '.join(map(str, SUPPORTED_VERSIONS[:-1]))} and {SUPPORTED_VERSIONS[-1]}")
     missing = [k for k in REQUIRED_KEYS if k not in header]
     if missing:
         raise ProtocolError(f"header is missing required key(s): {', '.join(missing)}")
@@ -366,31 +423,47 @@ def validate_header(header: object) -> tuple[int, int]:
             raise ProtocolError(f"persons[{i}].confidence must be a finite number, got {person.get('confidence')!r}")
         if not _finite_numbers(person.get("joint_confidence"), j):
             raise ProtocolError(f"persons[{i}].joint_confidence must be {j} finite numbers")
-    for key, want in (("units", UNITS), ("frame_of_reference", FRAME_OF_REFERENCE), ("axes", AXES)):
+    frame = "world" if v == PROTOCOL_VERSION_WORLD else "camera"
+    for key, want in (("units", UNITS), ("frame_of_reference", frame), ("axes", _FRAME_CONSTANTS[frame][0])):
         if header[key] != want:
-            raise ProtocolError(f"header '{key}' must be {want!r} in protocol v1, got {header[key]!r}")
+            raise ProtocolError(f"header '{key}' must be {want!r} in protocol v{v}, got {header[key]!r}")
+    _validate_world_keys(header)
     if not isinstance(header["root"], str):
         raise ProtocolError(f"header 'root' must be a string, got {header['root']!r}")
     if not isinstance(header["source"], dict):
         raise ProtocolError(f"header 'source' must be an object (may be empty), got {header['source']!r}")
-    if v == PROTOCOL_VERSION_RIG:
+    if has_rig(header):
         _validate_rig_keys(header, p)
     return p, j
 
 
+def _validate_world_keys(header: dict) -> None:
+    """``world_from_camera`` and ``world``, where present (older producers leave them out)."""
+    m = header.get("world_from_camera")
+    if m is not None and not (isinstance(m, list) and len(m) == 4 and all(_finite_numbers(row, 4) for row in m)):
+        raise ProtocolError("header 'world_from_camera' must be null or 4 rows of 4 finite numbers")
+    w = header.get("world")
+    if w is not None and not isinstance(w, dict):
+        raise ProtocolError(f"header 'world' must be an object or null, got {w!r}")
+    for i, person in enumerate(header["persons"]):
+        c = person.get("contacts")
+        if c is not None and not (_finite_numbers(c, 2) and all(0.0 <= x <= 1.0 for x in c)):
+            raise ProtocolError(f"persons[{i}].contacts must be [left, right], two numbers from 0 to 1")
+
+
 def _validate_rig_keys(header: dict, p: int) -> int:
-    """Check the v2 keys; return the number of rig nodes."""
+    """Check the rig keys (v2, or v3 with ``rig_shape``); return the number of rig nodes."""
     missing = [k for k in RIG_KEYS if k not in header]
     if missing:
-        raise ProtocolError(f"protocol v2 header is missing required key(s): {', '.join(missing)}")
-    want = _rig_json()[1]
+        raise ProtocolError(f"protocol v{header['v']} header is missing required key(s): {', '.join(missing)}")
+    want = _rig_json(header["frame_of_reference"])[1]
     shape = header["rig_shape"]
     r = len(want["rig_nodes"])
     if not (isinstance(shape, list) and len(shape) == 3 and all(_is_int(s) for s in shape)) or shape != [p, r, 7]:
         raise ProtocolError(f"header 'rig_shape' must be [{p}, {r}, 7] (persons, rig nodes, 7), got {shape!r}")
     for key in ("rig_nodes", "rig_parents"):
         if header[key] != want[key]:
-            raise ProtocolError(f"header '{key}' must be {want[key]} in protocol v2, got {header[key]!r}")
+            raise ProtocolError(f"header '{key}' must be {want[key]} in protocol v{header['v']}, got {header[key]!r}")
     rig = header["rig"]
     if not isinstance(rig, dict) or rig.get("quaternion") != want["rig"]["quaternion"]:
         raise ProtocolError("header 'rig' must be an object with \"quaternion\": \"x, y, z, w\"")
@@ -410,8 +483,9 @@ def _check_joints(joints: np.ndarray, p: int, j: int) -> None:
 
 
 def encode(header: dict, joints: np.ndarray, rig: np.ndarray | None = None) -> list[bytes]:
-    """Validate ``header`` and ``joints`` (P, 17, 3) and return the frames to send: three for v1,
-    four for v2, whose ``rig`` rows (P, R, 7) are required."""
+    """Validate ``header`` and ``joints`` (P, 17, 3) and return the frames to send: three, or four
+    when the header has the rig keys (v2, or v3 with ``rig_shape``), whose ``rig`` rows (P, R, 7)
+    are then required."""
     p, j = validate_header(header)
     return _encode(header, joints, p, j, rig)
 
@@ -425,12 +499,12 @@ def _encode(header: dict, joints: np.ndarray, p: int, j: int, rig: np.ndarray | 
     and the payload are written, so only a string join and a UTF-8 encode (~2 us) separate the
     stamp from the send, instead of the whole header's JSON (~50-150 us)."""
     extra = []
-    if header["v"] == PROTOCOL_VERSION_RIG:
+    if has_rig(header):
         if rig is None:
-            raise ProtocolError("a protocol v2 header needs the rig rows (persons, nodes, 7)")
+            raise ProtocolError(f"a protocol v{header['v']} header with rig keys needs the rig rows (persons, nodes, 7)")
         extra = [_rig_payload(rig, header["rig_shape"])]
     elif rig is not None:
-        raise ProtocolError("rig rows need a protocol v2 header (make_header(..., rig=True))")
+        raise ProtocolError("rig rows need a header with the rig keys (make_header(..., rig=True))")
     try:
         arr = np.asarray(joints, dtype=DTYPE)
     except (TypeError, ValueError):
@@ -469,13 +543,13 @@ def _rig_payload(rig: np.ndarray, shape: list[int]) -> bytes:
 
 def decode(frames: Sequence[bytes], *, with_rig: bool = False):
     """Validate received frames; return ``(header, joints)`` with joints (P, 17, 3) float32, or
-    with ``with_rig`` ``(header, joints, rig)`` where rig is (P, R, 7) float32 for a v2 message
-    and None for v1."""
+    with ``with_rig`` ``(header, joints, rig)`` where rig is (P, R, 7) float32 for a message with
+    the rig (v2, or v3 with ``rig_shape``) and None otherwise."""
     if not isinstance(frames, (list, tuple)):
         raise ProtocolError(f"expected a list of 3 frames, got {type(frames).__name__}")
     if len(frames) not in (3, 4):
         raise ProtocolError(f"expected 3 frames (topic, header, payload), got {len(frames)} "
-                            f"(protocol v2 adds a 4th, the rig)")
+                            f"(a message with the rig adds a 4th)")
     try:
         topic, raw_header, payload, *rest = (bytes(memoryview(f)) for f in frames)
     except TypeError:
@@ -495,9 +569,10 @@ def decode(frames: Sequence[bytes], *, with_rig: bool = False):
     joints = np.frombuffer(payload, dtype=DTYPE).reshape(p, j, 3).astype(np.float32)
     _check_joints(joints, p, j)
     rig = None
-    if header["v"] == PROTOCOL_VERSION_RIG:
+    if has_rig(header):
         if not rest:
-            raise ProtocolError("a protocol v2 message needs 4 frames (topic, header, payload, rig), got 3")
+            raise ProtocolError(f"a protocol v{header['v']} message with rig keys needs 4 frames "
+                                "(topic, header, payload, rig), got 3")
         shape = header["rig_shape"]
         want = _FLOAT_BYTES * shape[0] * shape[1] * shape[2]
         if len(rest[0]) != want:
@@ -506,5 +581,5 @@ def decode(frames: Sequence[bytes], *, with_rig: bool = False):
         if not math.isfinite(rig.sum(dtype=np.float64)):
             raise ProtocolError("rig rows hold a non-finite value (NaN or inf)")
     elif rest:
-        raise ProtocolError("expected 3 frames (topic, header, payload), got 4 (only protocol v2 has a 4th)")
+        raise ProtocolError("expected 3 frames (topic, header, payload), got 4 (only a header with rig keys has a 4th)")
     return (header, joints, rig) if with_rig else (header, joints)

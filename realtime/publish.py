@@ -165,11 +165,16 @@ class Publisher(SocketOwner):
         timestamps: Mapping[str, int | None],
         persons: list[dict],
         rig: np.ndarray | None = None,
+        frame_of_reference: str = "camera",
+        world_from_camera: list[list[float]] | None = None,
+        world: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Publish joints (P, 17, 3) metres, camera frame, with one ``persons`` entry per row.
+        """Publish joints (P, 17, 3) metres, in ``frame_of_reference``, with one ``persons`` entry per row.
 
-        With ``rig`` rows (P, R, 7) (``realtime.rig``) the message is protocol v2 (a fourth frame);
-        without, v1.
+        In the camera frame the message is protocol v1, or v2 (a fourth frame) with ``rig`` rows
+        (P, R, 7) (``realtime.rig``); in the world frame it is v3 (a fourth frame with ``rig``).
+        ``world_from_camera`` (4x4) and ``world`` (``realtime.world.WorldTransform.describe``) go
+        into the header as they are (null when None).
 
         ``timestamps`` holds the stage times (``t_capture_ns``, ``t_detect_start_ns``,
         ``t_detect_end_ns``, ``t_lift_end_ns``; missing ones are sent as null); ``t_publish_ns``
@@ -184,7 +189,8 @@ class Publisher(SocketOwner):
         if unknown:
             raise ProtocolError(f"unknown timestamp key(s) {', '.join(sorted(unknown))}; known: {', '.join(STAGE_TIMESTAMPS)}")
         header = make_header(seq=self._seq, frame=frame, persons=persons, timestamps=stamps, source=self.source,
-                             rig=rig is not None)
+                             rig=rig is not None, frame_of_reference=frame_of_reference,
+                             world_from_camera=world_from_camera, world=world)
         # make_header built and checked every field, so skip validate_header's second pass; the
         # publish stamp is taken after the JSON is written: only a string join and the send follow
         frames = _encode(header, joints, len(header["persons"]), header["shape"][1], rig, stamp=time.monotonic_ns)

@@ -44,8 +44,8 @@ up axis (head turns read as turns, not rolls). The Neck's rest direction leans f
 (:data:`NECK_REST_DEG`), as thorax-to-nose does in a neutral posture.
 
 Bone lengths: per person, the median over the first :attr:`RigConfig.calibration_s` seconds,
-then refined slowly (a median tracker moving at most :attr:`RigConfig.refine_m_per_s`), so
-limbs never stretch from frame to frame. The hip half-width is shared by both sides (the rest
+then fixed (or, if :attr:`RigConfig.refine_m_per_s` is set, refined by a median tracker moving
+at most that fast), so limbs never stretch from frame to frame. The hip half-width is shared by both sides (the rest
 pose stays symmetric); every other length is per side.
 
 Shapes: joints ``(N, 17, 3)``; rows ``(N, R, 7)`` = offset xyz + quaternion xyzw per node of
@@ -82,6 +82,7 @@ __all__ = [
     "measure_lengths",
     "offsets_from_lengths",
     "quat_from_matrix",
+    "rows_to_frame",
     "solve",
     "warmup",
 ]
@@ -349,10 +350,40 @@ def forward_kinematics(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pos, glob
 
 
-def canonical_from_rows(rows: np.ndarray) -> np.ndarray:
-    """The canonical joints (..., 17, 3) in the camera frame that rig rows describe (FK)."""
-    pos, _ = forward_kinematics(rows)
-    return pos[..., _CANON_NODE, :] * CAMERA_TO_RIG
+def canonical_from_rows(rows: np.ndarray, backend: str = "numpy", frame: str = "camera") -> np.ndarray:
+    """The canonical joints (..., 17, 3) that rig rows describe (forward kinematics): in the
+    camera frame for rows in the rig frame (``frame="camera"``), or in the rows' own frame
+    (``frame="rows"``, e.g. world-frame rows). ``backend="numba"`` runs the compiled kernel."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown rig backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "numba":
+        from realtime.rig_kernel import forward_kinematics_numba
+
+        r = np.ascontiguousarray(rows, dtype=np.float64)
+        flat = r.reshape(-1, len(RIG_NODES), 7)
+        pos = np.empty(flat.shape[:2] + (3,))
+        forward_kinematics_numba(flat, _RIG_PARENTS, pos)
+        pos = pos.reshape(r.shape[:-1] + (3,))
+    else:
+        pos, _ = forward_kinematics(rows)
+    joints = pos[..., _CANON_NODE, :]
+    return joints * CAMERA_TO_RIG if frame == "camera" else joints
+
+
+_RIG_PARENTS = np.array(RIG_PARENTS, dtype=np.int64)
+
+
+def rows_to_frame(rows: np.ndarray, rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
+    """Rig rows (P, R, 7) re-expressed in another right-handed frame: ``p' = rotation @ p_rig +
+    translation``. Only the root changes (its offset and rotation); every local rotation and bone
+    offset stays, so forward kinematics of the result is the old skeleton moved rigidly."""
+    from engines.rotations import quat_from_matrix as qfm, quat_multiply
+
+    out = np.array(rows, dtype=np.float64, copy=True)
+    A = np.asarray(rotation, np.float64)
+    out[..., 0, :3] = out[..., 0, :3] @ A.T + np.asarray(translation, np.float64)
+    out[..., 0, 3:] = quat_multiply(qfm(A), out[..., 0, 3:])
+    return out
 
 
 # --- live solving with per-person bone lengths ------------------------------------------------------
@@ -360,12 +391,13 @@ def canonical_from_rows(rows: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class RigConfig:
-    """Bone-length estimation: median over the first ``calibration_s`` seconds of a person, then a
-    median tracker moving each length at most ``refine_m_per_s``; state of a person unseen for
-    ``forget_s`` is dropped (a new id starts a new calibration anyway)."""
+    """Bone-length estimation: median over the first ``calibration_s`` seconds of a person, then
+    fixed (the default) or refined by a median tracker moving each length at most
+    ``refine_m_per_s``; state of a person unseen for ``forget_s`` is dropped (a new id starts a
+    new calibration anyway)."""
 
     calibration_s: float = 2.0
-    refine_m_per_s: float = 0.002
+    refine_m_per_s: float = 0.0
     forget_s: float = 10.0
 
     def __post_init__(self) -> None:
@@ -387,11 +419,14 @@ class _Person:
 @dataclass(frozen=True)
 class RigFrame:
     """One frame's rig for every person in it: ``ids`` (P,), ``rows`` (P, R, 7) float64 (offset
-    xyz + local quaternion xyzw, rig frame), ``lengths`` (P, 15) the lengths in use."""
+    xyz + local quaternion xyzw, rig frame), ``lengths`` (P, 15) the lengths in use; ``joints``
+    (P, 17, 3) float64, the forward kinematics of the rows in the camera frame (the steady
+    skeleton the pipeline publishes), when the solver computed them."""
 
     ids: tuple[int, ...]
     rows: np.ndarray
     lengths: np.ndarray
+    joints: np.ndarray | None = None
 
 
 class RigSolver:
@@ -417,7 +452,8 @@ class RigSolver:
         if J.ndim != 3 or J.shape[0] != len(ids):
             raise ValueError(f"expected joints shaped ({len(ids)}, 17, 3) for {len(ids)} ids, got {J.shape}")
         if not ids:
-            return RigFrame((), np.empty((0, len(RIG_NODES), 7)), np.empty((0, len(LENGTH_NAMES))))
+            return RigFrame((), np.empty((0, len(RIG_NODES), 7)), np.empty((0, len(LENGTH_NAMES))),
+                            np.empty((0, CANONICAL.num_joints, 3)))
         P = np.multiply(J, CAMERA_TO_RIG, dtype=np.float64)
         if not math.isfinite(P.sum()):
             raise ValueError("joints hold a non-finite value (NaN or inf); the rig needs every joint")
@@ -430,7 +466,7 @@ class RigSolver:
         if t_ns - self._last_forget_ns > 1e9:
             self._forget(t_ns)
         rows = _solve_numba(P, use) if numba else rows_from(P[:, 0], local_rotations(global_rotations(P)), use)
-        return RigFrame(ids, rows, use)
+        return RigFrame(ids, rows, use, canonical_from_rows(rows, self.backend))
 
     def _update(self, pid: int, measured: np.ndarray, t_ns: int) -> np.ndarray:
         cfg = self.config
@@ -470,4 +506,5 @@ def warmup() -> None:
                    11: (0.2, -0.5, 0), 12: (0.5, -0.5, 0), 13: (0.75, -0.5, 0), 14: (-0.2, -0.5, 0),
                    15: (-0.5, -0.5, 0), 16: (-0.75, -0.5, 0)}.items():
         t_pose[0, j] = xyz
-    solve(t_pose, backend="numba")
+    rows, _ = solve(t_pose, backend="numba")
+    canonical_from_rows(rows, backend="numba")

@@ -14,7 +14,7 @@ from numba import njit
 
 from engines.rotations_kernel import quat_from_matrix_numba
 
-__all__ = ["measure_lengths_numba", "solve_rows_numba"]
+__all__ = ["forward_kinematics_numba", "measure_lengths_numba", "solve_rows_numba"]
 
 _STRAIGHT_BLEND = 0.3
 _HEAD_BLEND = 0.2
@@ -179,3 +179,35 @@ def solve_rows_numba(P, lengths, rest, offsets, parents, rows):
                 for j in range(3):
                     tmp[0, i, j] = R[q, 0, i] * R[b, 0, j] + R[q, 1, i] * R[b, 1, j] + R[q, 2, i] * R[b, 2, j]
             _quat_into(tmp, 0, rows, n, b)
+
+
+@njit(cache=True)
+def forward_kinematics_numba(rows, parents, pos):
+    """Node positions ``pos`` (N, R, 3) from rig rows (N, R, 7) (offset xyz + local quaternion
+    xyzw; parents (R,) with -1 for the root, every parent before its children): the compiled
+    ``realtime.rig.forward_kinematics``."""
+    nr = rows.shape[1]
+    G = np.empty((nr, 3, 3))
+    L = np.empty((3, 3))
+    for n in range(rows.shape[0]):
+        for r in range(nr):
+            x, y, z, w = rows[n, r, 3], rows[n, r, 4], rows[n, r, 5], rows[n, r, 6]
+            s = x * x + y * y + z * z + w * w
+            s = 2.0 / s if s > 0 else 0.0
+            L[0, 0], L[0, 1], L[0, 2] = 1 - s * (y * y + z * z), s * (x * y - z * w), s * (x * z + y * w)
+            L[1, 0], L[1, 1], L[1, 2] = s * (x * y + z * w), 1 - s * (x * x + z * z), s * (y * z - x * w)
+            L[2, 0], L[2, 1], L[2, 2] = s * (x * z - y * w), s * (y * z + x * w), 1 - s * (x * x + y * y)
+            q = parents[r]
+            if q < 0:
+                for i in range(3):
+                    pos[n, r, i] = rows[n, r, i]
+                    for j in range(3):
+                        G[r, i, j] = L[i, j]
+                continue
+            for i in range(3):
+                acc = pos[n, q, i]
+                for k in range(3):
+                    acc += G[q, i, k] * rows[n, r, k]
+                pos[n, r, i] = acc
+                for j in range(3):
+                    G[r, i, j] = G[q, i, 0] * L[0, j] + G[q, i, 1] * L[1, j] + G[q, i, 2] * L[2, j]

@@ -80,21 +80,23 @@ class _Seen(Output):
         self.results.append(result)
 
 
-class _Rig:
-    def __call__(self, ids, joints, t_ns):
+class _Body:
+    def __call__(self, ids, joints, keypoints, t_ns):
+        from realtime.body import BodyFrame
         from realtime.rig import RigFrame
 
-        return RigFrame(tuple(int(i) for i in ids), np.zeros((len(ids), 20, 7)), np.zeros((len(ids), 15)))
+        rig = RigFrame(tuple(int(i) for i in ids), np.zeros((len(ids), 20, 7)), np.zeros((len(ids), 15)))
+        return BodyFrame("camera", joints, rig, None, np.zeros((len(ids), 2)))
 
 
-def _pipeline(outputs, frames: int = 6, rig=None) -> Pipeline:
+def _pipeline(outputs, frames: int = 6, body=None) -> Pipeline:
     config = PipelineConfig(status=False, live=False, keep_stamps=True)
-    return Pipeline(config, _Source(frames), _Detector(), _lifter, outputs, rig=rig)
+    return Pipeline(config, _Source(frames), _Detector(), _lifter, outputs, body=body)
 
 
 def test_every_frame_reaches_every_output_with_the_first_stamp():
     stamping, seen = _Stamping(), _Seen()
-    stats = _pipeline([stamping, seen], rig=_Rig()).run()
+    stats = _pipeline([stamping, seen], body=_Body()).run()
     assert [r.frame for r in seen.results] == list(range(6)) and stats.published == 6
     assert [r.published.seq for r in seen.results] == list(range(41, 47)) == [s["seq"] for s in stats.stamps]
     assert [len(r.ids) for r in seen.results] == [0, 1] * 3 and stats.with_person == 3

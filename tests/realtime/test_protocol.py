@@ -166,7 +166,8 @@ def _person_set(key, value):
 
 
 HEADER_ERRORS = [
-    ("v wrong", _set("v", 3), "protocol version 3"),
+    ("v wrong", _set("v", 4), "protocol version 4"),
+    ("v3 in the camera frame", _set("v", 3), "'frame_of_reference' must be 'world' in protocol v3"),
     ("v2 without rig keys", _set("v", 2), "v2 header is missing required key"),
     ("v string", _set("v", "1"), "'v' must be an integer"),
     ("v bool", _set("v", True), "'v' must be an integer"),

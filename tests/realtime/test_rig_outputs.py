@@ -70,7 +70,7 @@ def test_v2_round_trip_and_v1_unchanged(mocap_camera):
     (lambda f: [f[0], f[1].replace(b'"rig_shape":[1,', b'"rig_shape":[2,'), f[2], f[3]], "'rig_shape' must be"),
     (lambda f: [f[0], f[1].replace(b'"LeftHand"', b'"LeftPaw"'), f[2], f[3]], "'rig_nodes' must be"),
     (lambda f: [f[0], f[1].replace(b'"x, y, z, w"', b'"w, x, y, z"'), f[2], f[3]], "quaternion"),
-    (lambda f: [f[0], f[1].replace(b'"v":2', b'"v":3'), f[2], f[3]], "understands versions 1 and 2"),
+    (lambda f: [f[0], f[1].replace(b'"v":2', b'"v":4'), f[2], f[3]], "understands versions 1, 2 and 3"),
 ], ids=["missing rig frame", "short rig", "rig shape", "node names", "quaternion order", "v3"])
 def test_v2_validation(mocap_camera, corrupt, message):
     frames = encode(make_header(seq=0, frame=0, persons=_people(1), rig=True), mocap_camera[:1],
@@ -83,7 +83,7 @@ def test_v2_encode_refuses_mismatches(mocap_camera):
     rows = rig.solve(mocap_camera[:1])[0]
     with pytest.raises(ProtocolError, match="needs the rig rows"):
         encode(make_header(seq=0, frame=0, persons=_people(1), rig=True), mocap_camera[:1])
-    with pytest.raises(ProtocolError, match="need a protocol v2 header"):
+    with pytest.raises(ProtocolError, match="need a header with the rig keys"):
         encode(make_header(seq=0, frame=0, persons=_people(1)), mocap_camera[:1], rows)
     bad = rows.copy()
     bad[0, 3, 4] = np.nan
