@@ -47,6 +47,11 @@ class BodyFrame:
     contacts: np.ndarray
 
 
+def _moved(a: WorldTransform, b: WorldTransform) -> bool:
+    """Whether the floor moved enough under locked feet to start the locks afresh (5 cm, 3 degrees)."""
+    return abs(a.height_m - b.height_m) > 0.05 or float(np.dot(a.up, b.up)) < np.cos(np.radians(3.0))
+
+
 class BodyStage:
     """Steady bones, world frame and ground contact for the publish stage (see module doc).
 
@@ -67,6 +72,7 @@ class BodyStage:
         self.up_every = max(int(up_every), 1)
         self._buffers: dict[int, PersonBuffer] = {}
         self._count = 0
+        self._locked_in: WorldTransform | None = None  # the transform the contact locks were made in
 
     def _up_samples(self, ids: list[int], keypoints: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
         if self.up_model is None:
@@ -94,6 +100,12 @@ class BodyStage:
         conf = np.asarray(keypoints, np.float64)[:, :, 2] if len(ids) else np.zeros((0, CANONICAL.num_joints))
         up, weight = self._up_samples(ids, keypoints) if ids else (None, None)
         world = self.world.update(ids, fk, conf, t_ns, up, weight)
+        if self.contacts is not None and world is not None:
+            if self._locked_in is not None and _moved(self._locked_in, world):
+                self.contacts.reset()  # the floor the feet were locked to has moved
+                self._locked_in = world
+            elif self._locked_in is None:
+                self._locked_in = world
         contacts = np.zeros((len(ids), 2))
         if not ids:
             joints, rows = fk, rig.rows

@@ -18,9 +18,9 @@ frame (``realtime.world``: y up, floor at y = 0) on whole skeletons, causally, p
   is locked, the lock creeps towards the lifter's foot at most :attr:`ContactConfig.creep_m_per_s`
   (1 mm per frame at 30 fps), and without contact the offset relaxes with
   :attr:`ContactConfig.release_s`; so the body never wanders far from the measured 2D.
-* **Floor.** The vertical offset puts a contact foot's ankle at its resting height above the floor,
-  and is held (not relaxed) while both feet are off the floor, so a jump lifts both feet; no ankle
-  ever ends below its resting height (no foot sinks into the floor).
+* **Floor.** The vertical offset puts a contact foot's ankle at its resting height above the floor
+  and relaxes like the horizontal one while both feet are off it, slowly enough that a jump
+  lifts both feet; no ankle ever ends below its resting height (no foot sinks into the floor).
 """
 
 from __future__ import annotations
@@ -47,15 +47,16 @@ class ContactConfig:
     """Contact detection and foot locking (metres, seconds)."""
 
     ankle_height_m: float = ANKLE_HEIGHT_M
-    height_m: float = 0.06  # h0: ankle this far above its resting height is half in contact
+    height_m: float = 0.08  # h0: ankle this far above its resting height is half in contact
     height_scale_m: float = 0.015
-    speed_m_per_s: float = 0.4  # v0: an ankle this fast is half in contact
+    speed_m_per_s: float = 0.5  # v0: an ankle this fast is half in contact
     speed_scale_m_per_s: float = 0.1
     enter: float = 0.6
     leave: float = 0.4
     creep_m_per_s: float = 0.03
     release_s: float = 0.5
     settle_s: float = 0.1  # the vertical offset's time constant
+    anchor_s: float = 0.3  # a foot in contact this long counts fully when both feet stand
     forget_s: float = 5.0
 
     def __post_init__(self) -> None:
@@ -72,6 +73,7 @@ class _Foot:
     contact: bool = False
     lock: np.ndarray | None = None
     p: float = 0.0
+    age: float = 0.0  # seconds in contact
 
 
 @dataclass
@@ -87,6 +89,10 @@ class ContactSolver:
     def __init__(self, config: ContactConfig | None = None) -> None:
         self.config = config or ContactConfig()
         self._people: dict[int, _Person] = {}
+
+    def reset(self) -> None:
+        """Forget every lock and offset (the world frame they were made in has moved)."""
+        self._people.clear()
 
     def __call__(self, ids, joints_world: np.ndarray, t_ns: int) -> tuple[np.ndarray, np.ndarray]:
         """World joints (P, 17, 3) -> (translations (P, 3) to add to each skeleton, contacts (P, 2)
@@ -126,7 +132,7 @@ class ContactSolver:
                 (cfg.speed_m_per_s - speed) / cfg.speed_scale_m_per_s)
             foot.p = p
             if not foot.contact and p > cfg.enter:
-                foot.contact = True
+                foot.contact, foot.age = True, 0.0
                 foot.lock = np.array([placed[0], cfg.ankle_height_m, placed[2]])
             elif foot.contact and p < cfg.leave:
                 foot.contact, foot.lock = False, None
@@ -141,15 +147,18 @@ class ContactSolver:
                 elif limit <= 0:
                     step[:] = 0.0
                 foot.lock[[0, 2]] += step
-                want += p * (foot.lock - raw[f])
-                weight += p
+                # a foot that has stood longer is the better anchor (a heel strike is still settling)
+                foot.age += dt
+                w = p * min(foot.age / cfg.anchor_s, 1.0) + 1e-3
+                want += w * (foot.lock - raw[f])
+                weight += w
         if weight > 0:
             target = want / weight
             o[[0, 2]] = target[[0, 2]]
             a = 1.0 - math.exp(-dt / cfg.settle_s) if dt > 0 else 1.0
             o[1] += a * (target[1] - o[1])
-        else:
-            o[[0, 2]] *= math.exp(-dt / cfg.release_s) if dt > 0 else 1.0
+        else:  # no foot on the floor: the offset relaxes (a jump's feet still rise: it is short)
+            o *= math.exp(-dt / cfg.release_s) if dt > 0 else 1.0
         lowest = float(raw[:, 1].min())
         o[1] = max(o[1], cfg.ankle_height_m - lowest)  # no foot below the floor
         return o.copy(), probs

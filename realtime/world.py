@@ -44,9 +44,9 @@ Estimating from the person alone
   no sample instead of flipping the world.
 * **Floor.** Ankles that rest (slow and confidently seen) are kept, in the camera frame; the
   floor lies ``ANKLE_HEIGHT_M`` below their median height along the up direction. The camera's
-  height is that distance. Once the resting feet have covered floor in two directions (a person
-  who walks about), the plane through them refines the up direction too: a uniform error of
-  scale (the monocular depth ambiguity) moves that plane but does not turn it.
+  height is that distance. Once the resting feet have covered some floor (a person who walks),
+  the plane through them refines the up direction too (along the directions they covered): a
+  uniform error of scale (the monocular depth ambiguity) moves that plane but does not turn it.
 * **Uncertainty.** ``confidence`` grows with the evidence and falls with disagreement between
   samples. Without visible feet the height falls back on the body (leg lengths of an upright
   person), is marked ``floor_seen: false`` with a low confidence, and a floor found earlier is
@@ -305,7 +305,7 @@ _MEMORY_S = 30.0
 _REST_SPEED = 0.25  # m/s: an ankle slower than this rests
 _FOOT_CONF = 0.5
 _FOOT_POINTS = 600  # resting-ankle samples kept (about 20 s at 30 fps)
-_PLANE_SPREAD_M = 0.5  # resting feet must cover this much floor in two directions to turn the plane
+_PLANE_SCALE_M = 0.3  # feet spread over this much floor (std) correct the tilt along it halfway
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -392,7 +392,6 @@ class WorldEstimator:
         self.ankle_height_m = float(ankle_height_m)
         self._up = _Mean()
         self._plane_up: np.ndarray | None = None
-        self._plane_weight = 0.0
         self._feet: deque[np.ndarray] = deque(maxlen=_FOOT_POINTS)
         self._body_heights: deque[float] = deque(maxlen=300)
         self._last_ankles: dict[int, tuple[int, np.ndarray]] = {}
@@ -454,11 +453,9 @@ class WorldEstimator:
         if self.fixed_up is not None:
             return self.fixed_up
         learned = self._up.value
-        if learned is None:
-            return None
-        if self._plane_up is None or self._plane_weight <= 0:
+        if learned is None or self._plane_up is None:
             return learned
-        return _unit(learned * self._up.confidence + self._plane_up * self._plane_weight)
+        return self._plane_up
 
     def _add_feet(self, ids, J, C, t_ns: int, up: np.ndarray) -> None:
         for pid, joints, conf in zip(ids, J, C):
@@ -467,13 +464,14 @@ class WorldEstimator:
             prev = self._last_ankles.get(pid)
             self._last_ankles[pid] = (t_ns, ankles)
             seen = conf[list(_ANKLES)] >= _FOOT_CONF
+            low = int(np.argmin(ankles @ up))  # the standing foot is the lower one
             if prev is not None and t_ns > prev[0]:
-                speed = np.linalg.norm(ankles - prev[1], axis=-1) / ((t_ns - prev[0]) / 1e9)
-                heights = ankles @ up
-                low = int(np.argmin(heights))  # the standing foot is the lower one
-                if seen[low] and speed[low] < _REST_SPEED:
-                    self._feet.append(ankles[low].copy())
-                    self._last_feet_t = t_ns
+                resting = np.linalg.norm(ankles[low] - prev[1][low]) / ((t_ns - prev[0]) / 1e9) < _REST_SPEED
+            else:
+                resting = not self._feet  # a person's first frame: the lower foot, until better comes
+            if seen[low] and resting:
+                self._feet.append(ankles[low].copy())
+                self._last_feet_t = t_ns
             axis = _upright_axis(joints)
             if axis is not None:  # fallback: an upright person's legs tell roughly where the floor is
                 leg = 0.5 * sum(np.linalg.norm(joints[h] - joints[k]) + np.linalg.norm(joints[k] - joints[a])
@@ -485,19 +483,26 @@ class WorldEstimator:
                 del self._last_ankles[pid]
 
     def _fit_plane(self) -> None:
-        if len(self._feet) < 30 or self._up.value is None:
+        """Turn the learned up towards the normal of the floor the resting feet have covered.
+
+        Along each direction the feet have spread over, their heights must not change: the up
+        direction loses its component along that direction, with a weight that grows with the
+        spread (``w = s^2 / (s^2 + _PLANE_SCALE_M^2)``, s the feet's standard deviation along it).
+        A walk in a straight line corrects the tilt along the walk; walking about corrects both."""
+        prior = self._up.value
+        if len(self._feet) < 30 or prior is None:
             return
         A = np.asarray(self._feet)
         centred = A - A.mean(axis=0)
         evals, evecs = np.linalg.eigh(centred.T @ centred / len(A))
-        normal = evecs[:, 0]
-        if np.dot(normal, self._up.value) < 0:
-            normal = -normal
-        spread = math.sqrt(max(evals[1], 0.0))  # the narrower of the two floor directions
-        if spread < _PLANE_SPREAD_M / 2 or _angle_deg(normal, self._up.value) > GATE_DEG:
+        u = prior.copy()
+        for k in (1, 2):  # the two directions of widest spread; the narrowest is the floor's normal
+            e = evecs[:, k]
+            u -= evals[k] / (evals[k] + _PLANE_SCALE_M**2) * float(np.dot(u, e)) * e
+        u = _unit(u)
+        if _angle_deg(u, prior) > GATE_DEG:
             return
-        self._plane_up = normal
-        self._plane_weight = float(np.clip((spread - _PLANE_SPREAD_M / 2) / _PLANE_SPREAD_M, 0.0, 1.0))
+        self._plane_up = u
 
     def _transform(self, up: np.ndarray, t_ns: int) -> WorldTransform:
         up_source = self.fixed_source if self.fixed_up is not None else "estimated"

@@ -69,7 +69,8 @@ def test_video_to_zeromq_every_frame_has_a_valid_3d_pose(cam04, tmp_path):
     stalled.setsockopt(zmq.SUBSCRIBE, b"")
     stalled.connect(endpoint)
     record = tmp_path / "take.npz"
-    proc = _run("--video", cam04, "--fast", "--no-view", "--bind", endpoint, "--record", str(record))
+    # --frame camera: the stream a v1 client reads (protocol v1, camera frame), checked as such below
+    proc = _run("--video", cam04, "--fast", "--no-view", "--bind", endpoint, "--record", str(record), "--frame", "camera")
     _, err = proc.communicate(timeout=240)
     time.sleep(0.3)
     collector.stop.set()
@@ -85,6 +86,7 @@ def test_video_to_zeromq_every_frame_has_a_valid_3d_pose(cam04, tmp_path):
     for m in with_pose:
         h = m.header
         assert h["v"] == PROTOCOL_VERSION and h["shape"] == [len(h["persons"]), 17, 3]
+        assert h["frame_of_reference"] == "camera" and len(h["world_from_camera"]) == 4  # the way to the world
         assert h["t_capture_ns"] <= h["t_detect_start_ns"] <= h["t_detect_end_ns"] <= h["t_lift_end_ns"] <= h["t_publish_ns"]
         assert np.isfinite(m.joints).all() and (m.joints[:, 0, 2] > 0.5).all()  # pelvis in front of the camera
     # an adult's proportions: thighs and shins 0.25-0.55 m, head above the ankles (camera y down)

@@ -149,11 +149,13 @@ def vmc_rows(bundle: dict) -> np.ndarray:
     return rows
 
 
-def _check_vmc_fk(bundle: dict, joints: np.ndarray, what: str) -> None:
+def _check_vmc_fk(bundle: dict, joints: np.ndarray, what: str, frame: str = "camera") -> None:
+    """The bundle's bones reproduce ``joints`` (17, 3): camera-frame joints, or with
+    ``frame="world"`` joints in the frame of the rig rows (a world-frame stream)."""
     rows = vmc_rows(bundle)
     head = CANONICAL.index("head")
     keep = [j for j in range(J) if j != head]
-    fk = rig.canonical_from_rows(rows)[0]
+    fk = rig.canonical_from_rows(rows, frame="camera" if frame == "camera" else "rows")[0]
     from tests.realtime.rig_checks import TOLERANCE_M, length_change_bound
 
     bound = length_change_bound(rows, joints[None].astype(np.float64))[0]
