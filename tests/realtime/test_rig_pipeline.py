@@ -74,7 +74,8 @@ def test_world_stream_joints_are_the_rotations_forward_kinematics_with_fixed_bon
 
 
 def test_vmc_bundles_from_the_pipeline(take):
-    by_pelvis = {tuple(np.round(m.joints[0, 0], 4)): m.joints[0] for m in take["messages"] if len(m.joints)}
+    by_pelvis = {tuple(np.round(m.joints[0, 0].astype(np.float64), 4)): m.joints[0]
+                 for m in take["messages"] if len(m.joints)}
     bundles = [b for b in take["vmc"] if b["bones"]]
     assert len(bundles) >= 90 and all(set(b["bones"]) == set(HUMANOID_BONES) for b in bundles)
     matched = 0

@@ -215,3 +215,52 @@ def test_body_stage_publishes_fixed_bones_that_are_the_rotations_fk_in_either_fr
     true_lean = np.degrees(np.arccos(true_axis[:, 1] / np.linalg.norm(true_axis, axis=1)))
     assert abs(np.median(lean) - np.median(true_lean)) < 5.0
     assert world[late][:, [3, 6], 1].min() >= W.ANKLE_HEIGHT_M - 1e-5
+
+
+# --- realtime run's flags ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--camera-pitch", "120"], "--camera-pitch must be between -90 and 90 degrees, got 120"),
+    (["--camera-height", "-1"], "--camera-height must be more than 0"),
+    (["--frame", "floor"], "--frame must be world or camera, got 'floor'"),
+    (["--camera-name", "cam04"], "give the file too"),
+    (["--calibration", "CALIB"], "holds 4 cameras (cam01, cam02, cam03, cam04): choose one with --camera-name"),
+    (["--calibration", "CALIB", "--camera-name", "cam09"], "has no camera named 'cam09'"),
+    (["--calibration", "CALIB", "--camera-name", "cam04", "--camera-roll", "3"], "drop --camera-roll"),
+])
+def test_bad_world_flags_are_one_sentence_before_anything_opens(flags, message, shared_dir, capsys):
+    from realtime.cli import main
+
+    calib = str(shared_dir / "media" / "pose2sim-demo" / "Calib.qca.txt")
+    flags = [calib if f == "CALIB" else f for f in flags]
+    # a camera index that cannot exist: had the checks come after opening the source, the error would name it
+    assert main(["run", "--camera", "97", "--no-view", *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "camera 97" not in err
+
+
+@pytest.mark.parametrize("name", ["cam01", "cam04"])
+def test_run_with_a_calibration_publishes_the_true_up_direction(name, shared_dir):
+    from engines.calibration import load_calibration
+    from realtime.cli import _body_stage, _check_stream_flags, build_parser
+
+    calib = shared_dir / "media" / "pose2sim-demo" / "Calib.qca.txt"
+    args = build_parser().parse_args(["run", "--video", "x.mp4", "--calibration", str(calib), "--camera-name", name])
+    _check_stream_flags(args)
+    stage = _body_stage(args)
+    person = np.zeros((1, 17, 3)) + [0, 0, 4]
+    t = stage([1], person, np.ones((1, 17, 3)), 0).world
+    cam = next(c for c in load_calibration(calib) if c.name == name)
+    true_up = np.asarray(cam.R) @ np.array([0.0, 0.0, 1.0])
+    assert _angle(t.up, true_up) < 0.5 and t.source == "calibration" and t.confidence == 1.0
+    assert t.height_m == pytest.approx(float(cam.center[2]), abs=0.005)
+    assert t.describe()["source"] == "calibration"
+
+
+def test_given_height_is_kept_and_the_tilt_estimated(walk):
+    cam = _camera(-20, 5, 1.7, target_xz=tuple(walk[:, 0, [0, 2]].mean(axis=0)))
+    est = W.WorldEstimator(fixed_height_m=1.7)
+    t = _run_estimator(est, cam.world_to_camera(walk[:90]))[-1]
+    assert t.height_m == 1.7 and t.height_source == "given" and t.up_source == "estimated" and t.source == "estimated"
+    assert _angle(t.up, _true_up(cam)) < 5.0
