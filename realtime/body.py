@@ -73,6 +73,15 @@ class BodyStage:
         self._buffers: dict[int, PersonBuffer] = {}
         self._count = 0
         self._locked_in: WorldTransform | None = None  # the transform the contact locks were made in
+        self._quat: tuple[WorldTransform, np.ndarray] | None = None
+
+    def _quat_of(self, world: WorldTransform) -> np.ndarray:
+        """The quaternion turning the rig frame into the world, once per transform."""
+        if self._quat is None or self._quat[0] is not world:
+            from engines.rotations import quat_from_matrix
+
+            self._quat = (world, quat_from_matrix(world.rotation @ _C))
+        return self._quat[1]
 
     def _up_samples(self, ids: list[int], keypoints: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
         if self.up_model is None:
@@ -117,7 +126,7 @@ class BodyStage:
                 Jw = Jw + shift[:, None, :]
             if self.frame == "world":
                 joints = Jw
-                rows = rows_to_frame(rig.rows, world.rotation @ _C, world.matrix[:3, 3])
+                rows = rows_to_frame(rig.rows, world.rotation @ _C, world.matrix[:3, 3], self._quat_of(world))
                 rows[:, 0, :3] += shift
             else:
                 joints = world.to_camera(Jw)

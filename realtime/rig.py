@@ -373,16 +373,19 @@ def canonical_from_rows(rows: np.ndarray, backend: str = "numpy", frame: str = "
 _RIG_PARENTS = np.array(RIG_PARENTS, dtype=np.int64)
 
 
-def rows_to_frame(rows: np.ndarray, rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
+def rows_to_frame(rows: np.ndarray, rotation: np.ndarray, translation: np.ndarray,
+                  rotation_quat: np.ndarray | None = None) -> np.ndarray:
     """Rig rows (P, R, 7) re-expressed in another right-handed frame: ``p' = rotation @ p_rig +
     translation``. Only the root changes (its offset and rotation); every local rotation and bone
-    offset stays, so forward kinematics of the result is the old skeleton moved rigidly."""
+    offset stays, so forward kinematics of the result is the old skeleton moved rigidly.
+    ``rotation_quat``: ``rotation`` as a quaternion (x, y, z, w), when the caller has it."""
     from engines.rotations import quat_from_matrix as qfm, quat_multiply
 
     out = np.array(rows, dtype=np.float64, copy=True)
     A = np.asarray(rotation, np.float64)
     out[..., 0, :3] = out[..., 0, :3] @ A.T + np.asarray(translation, np.float64)
-    out[..., 0, 3:] = quat_multiply(qfm(A), out[..., 0, 3:])
+    q = qfm(A) if rotation_quat is None else rotation_quat
+    out[..., 0, 3:] = quat_multiply(q, out[..., 0, 3:])
     return out
 
 

@@ -309,11 +309,20 @@ _PLANE_SCALE_M = 0.3  # feet spread over this much floor (std) correct the tilt 
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
-    return v / max(float(np.linalg.norm(v)), 1e-12)
+    return v / max(math.sqrt(float(v @ v)), 1e-12)
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine of the angle between two 3-vectors (cheaper than the angle: this runs per frame)."""
+    return float(a @ b) / max(math.sqrt(float(a @ a) * float(b @ b)), 1e-24)
 
 
 def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
-    return math.degrees(math.acos(float(np.clip(np.dot(_unit(a), _unit(b)), -1.0, 1.0))))
+    return math.degrees(math.acos(min(max(_cos(a, b), -1.0), 1.0)))
+
+
+_COS_25, _COS_30, _COS_45 = (math.cos(math.radians(d)) for d in (25.0, 30.0, 45.0))
+_COS_PRIOR, _COS_GATE = math.cos(math.radians(PRIOR_CONE_DEG)), math.cos(math.radians(GATE_DEG))
 
 
 def _upright_axis(joints: np.ndarray) -> np.ndarray | None:
@@ -322,7 +331,7 @@ def _upright_axis(joints: np.ndarray) -> np.ndarray | None:
     torso = joints[_THORAX] - joints[_PELVIS]
     for hip, knee, ankle in ((1, 2, 3), (4, 5, 6)):
         thigh, shin = joints[hip] - joints[knee], joints[knee] - joints[ankle]
-        if _angle_deg(thigh, shin) > 25.0 or _angle_deg(thigh, torso) > 30.0:
+        if _cos(thigh, shin) < _COS_25 or _cos(thigh, torso) < _COS_30:
             return None
     return _unit(joints[_THORAX] - 0.5 * (joints[3] + joints[6]))
 
@@ -331,9 +340,23 @@ def _torso_axis(joints: np.ndarray) -> np.ndarray | None:
     """The torso's axis (pelvis -> thorax, unit) of a person on their feet, knees bent or not: at
     least one thigh within 45 degrees of the torso's line (not sitting, not lying); else None."""
     torso = joints[_THORAX] - joints[_PELVIS]
-    if min(_angle_deg(joints[h] - joints[k], torso) for h, k in ((1, 2), (4, 5))) > 45.0:
+    if max(_cos(joints[h] - joints[k], torso) for h, k in ((1, 2), (4, 5))) < _COS_45:
         return None
     return _unit(torso)
+
+
+_REFRESH_FRAMES = 5  # the published transform is recomputed every few frames...
+
+
+def _changed(old: WorldTransform, new: WorldTransform) -> bool:
+    """...and replaced only when it moved (0.1 degrees, 2 mm) or its confidence or floor evidence
+    changed noticeably: a transform that trembles from frame to frame would make feet skate."""
+    return (_cos(old.up, new.up) < _COS_TENTH or abs(old.height_m - new.height_m) > 0.002
+            or abs(old.up_confidence - new.up_confidence) > 0.05 or abs(old.height_confidence - new.height_confidence) > 0.05
+            or old.floor_seen != new.floor_seen)
+
+
+_COS_TENTH = math.cos(math.radians(0.1))
 
 
 class _Mean:
@@ -398,6 +421,7 @@ class WorldEstimator:
         self._last_t: int | None = None
         self._last_feet_t: int | None = None
         self._since_plane = 0
+        self._since_refresh = 0
         self.current: WorldTransform | None = None
         if self.fixed_up is not None and fixed_height_m is not None:
             self.current = WorldTransform(self.fixed_up, float(fixed_height_m), source, source)
@@ -426,7 +450,12 @@ class WorldEstimator:
                 if self._since_plane >= 15:
                     self._since_plane = 0
                     self._fit_plane()
-        self.current = self._transform(up, t_ns)
+        self._since_refresh += 1
+        if self.current is None or self._since_refresh >= _REFRESH_FRAMES:
+            self._since_refresh = 0
+            fresh = self._transform(up, t_ns)
+            if self.current is None or _changed(self.current, fresh):
+                self.current = fresh
         return self.current
 
     def _add_up_samples(self, J, up_samples, up_weights, dt: float) -> None:
@@ -440,9 +469,9 @@ class WorldEstimator:
                 v, w = (axis, 0.5) if axis is not None else (_torso_axis(J[k]), 0.2)
                 if v is None:
                     continue
-            if _angle_deg(v, _LEVEL_UP) > PRIOR_CONE_DEG:
+            if _cos(v, _LEVEL_UP) < _COS_PRIOR:
                 continue
-            if settled and _angle_deg(v, self._up.value) > GATE_DEG:
+            if settled and _cos(v, self._up.value) < _COS_GATE:
                 continue
             self._up.add(v, w, dt if first else 0.0)
             first = False
