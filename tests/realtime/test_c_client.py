@@ -154,3 +154,31 @@ def test_c_client_times_out_without_a_publisher(pose_client):
 def test_c_client_rejects_bad_arguments(pose_client):
     res = subprocess.run([str(pose_client)], capture_output=True, text=True, check=False, timeout=30)
     assert res.returncode == 2 and "usage" in res.stderr
+
+
+@pytest.mark.slow  # runs `realtime run` on real footage
+@pytest.mark.parametrize("frame,code", [("camera", 0), ("world", 5)])
+def test_c_client_reads_realtime_run_in_the_camera_frame_and_refuses_the_world_frame(pose_client, frame, code,
+                                                                                     shared_dir):
+    """The v1-only C client reads ``realtime run --frame camera`` (protocol v1) and stops with its
+    version error on the default world-frame stream (protocol v3), as docs/protocol.md says."""
+    import socket
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        endpoint = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    client = subprocess.Popen([str(pose_client), endpoint, "20", "60000"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    video = shared_dir / "media" / "pose2sim-demo" / "cam04.mp4"
+    run = subprocess.run([sys.executable, "-m", "realtime.cli", "run", "--video", str(video), "--no-view", "--quiet",
+                          "--bind", endpoint, "--frame", frame, "--loop", "--max-frames", "150"],
+                         capture_output=True, text=True, timeout=240, check=False)
+    out, err = client.communicate(timeout=30)
+    assert run.returncode == 0, run.stderr
+    assert client.returncode == code, f"exit {client.returncode}: {err}"
+    if code == 0:
+        lines = out.strip().splitlines()
+        assert len(lines) == 20 and all(_parse(line)["persons"] == "1" for line in lines[1:])
+    else:
+        assert '"v"' in err and out == ""
