@@ -84,6 +84,7 @@ def run(video: Path, fast: bool, frames: int | None, warmup_frames: int = 10, de
     from benchmarks.resources import ResourceMeter
     from benchmarks.transport import RemoteSubscriber
     from engines.skeleton import CANONICAL
+    from realtime.body import build_body_stage
     from realtime.detect2d import make_detector
     from realtime.lift import Lifter
     from realtime.outputs import ZmqOutput
@@ -103,7 +104,8 @@ def run(video: Path, fast: bool, frames: int | None, warmup_frames: int = 10, de
         try:
             subscriber.connect(lambda: publisher.send(empty, frame=0, timestamps={}, persons=[]))
             config = PipelineConfig(max_frames=frames, status=False, live=spec.live, keep_stamps=True)
-            pipeline = Pipeline(config, source, detector_2d, Lifter(engine), [ZmqOutput(publisher)], SkeletonSmoother())
+            pipeline = Pipeline(config, source, detector_2d, Lifter(engine), [ZmqOutput(publisher)], SkeletonSmoother(),
+                                body=build_body_stage())  # as realtime run publishes: world frame, steady bones
             with ResourceMeter() as meter:
                 stats = pipeline.run()
             receipts = subscriber.collect()

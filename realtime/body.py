@@ -28,7 +28,7 @@ from realtime.lift import PersonBuffer
 from realtime.rig import CAMERA_TO_RIG, RigFrame, RigSolver, rows_to_frame
 from realtime.world import WorldEstimator, WorldTransform
 
-__all__ = ["FRAMES", "BodyFrame", "BodyStage"]
+__all__ = ["FRAMES", "BodyFrame", "BodyStage", "build_body_stage"]
 
 FRAMES = ("world", "camera")
 _C = np.diag(CAMERA_TO_RIG)  # rig frame <-> camera frame
@@ -134,3 +134,30 @@ class BodyStage:
                 rows[:, 0, :3] += (shift @ world.rotation) * CAMERA_TO_RIG  # world shift -> camera -> rig frame
         out_rig = RigFrame(rig.ids, rows, rig.lengths, rig.joints)
         return BodyFrame(self.frame, np.ascontiguousarray(joints, np.float32), out_rig, world, contacts)
+
+
+def build_body_stage(frame: str = "world", given=None, contacts: bool = True) -> BodyStage:
+    """The body stage ``realtime run`` uses: ``given`` is a calibrated ``WorldTransform``
+    (``--calibration``), a ``realtime.world.TiltFlags`` (``--camera-pitch``/``-roll``/``-height``,
+    any of them) or None (estimate everything, with the shipped learned up model when the tilt is
+    not given). Compiles the rig kernels before the first frame."""
+    from realtime.rig import warmup
+    from realtime.world import TiltFlags
+
+    warmup()
+    if isinstance(given, WorldTransform):
+        world = WorldEstimator(fixed_up=given.up, fixed_height_m=given.height_m, source="calibration")
+    elif isinstance(given, TiltFlags):
+        world = WorldEstimator(fixed_up=given.up, fixed_height_m=given.height_m)
+    elif given is None:
+        world = WorldEstimator()
+    else:
+        raise TypeError(f"given must be a WorldTransform, TiltFlags or None, got {type(given).__name__}")
+    up_model = None
+    if world.fixed_up is None:
+        try:
+            from engines.gravity import UpModel
+        except ImportError:  # TEMPORARY until the learned up model lands
+            UpModel = None
+        up_model = None if UpModel is None else UpModel.load()
+    return BodyStage(frame, RigSolver(), world, ContactSolver() if contacts else None, up_model=up_model)

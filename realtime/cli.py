@@ -172,27 +172,9 @@ def _smoother(min_cutoff: float | None, beta: float | None) -> SkeletonSmoother:
 
 def _body_stage(args: argparse.Namespace) -> BodyStage:
     """Steady bones, the world transform (calibrated, given or estimated) and ground contact."""
-    from realtime.body import BodyStage
-    from realtime.contact import ContactSolver
-    from realtime.rig import RigSolver, warmup
-    from realtime.world import TiltFlags, WorldEstimator, WorldTransform
+    from realtime.body import build_body_stage
 
-    warmup()
-    given = args.world_given
-    if isinstance(given, WorldTransform):
-        world = WorldEstimator(fixed_up=given.up, fixed_height_m=given.height_m, source="calibration")
-    elif isinstance(given, TiltFlags):
-        world = WorldEstimator(fixed_up=given.up, fixed_height_m=given.height_m)
-    else:
-        world = WorldEstimator()
-    up_model = None
-    if world.fixed_up is None:
-        try:
-            from engines.gravity import UpModel
-        except ImportError:  # TEMPORARY until the learned up model lands
-            UpModel = None
-        up_model = None if UpModel is None else UpModel.load()
-    return BodyStage(args.frame, RigSolver(), world, ContactSolver(), up_model=up_model)
+    return build_body_stage(args.frame, args.world_given)
 
 
 def _world_notice(body: BodyStage) -> str:
