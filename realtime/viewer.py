@@ -13,8 +13,9 @@ convention). What it puts there depends on what a message says about the capturi
   axis, as wide as the lifter's assumed field of view (:data:`FRUSTUM_FOV_DEG` across the longer
   image side) with the image's aspect ratio (``header["source"]`` width and height, else 16:9),
   and a small triangle on the image's top edge, so a camera that looks down or is rolled shows
-  it. The frustum is rebuilt only when ``M`` moves by more than :data:`CAMERA_TOLERANCE` (an
-  estimate refines slowly; redrawing it every message would cost for nothing).
+  it (a v3 message whose matrix is null: no frustum). The frustum is rebuilt only when ``M``
+  moves by more than :data:`CAMERA_TOLERANCE` (an estimate refines slowly; redrawing it every
+  message would cost for nothing).
 * **No world frame** (``world_from_camera`` null or absent: an older publisher, or an estimate
   not ready yet). The camera-frame joints (x right, y down, z forward) are turned 180 degrees
   about x, so people stand upright and the capturing camera sits at the origin looking down -z;
@@ -23,12 +24,14 @@ convention). What it puts there depends on what a message says about the capturi
 Either way a person facing the camera has their left side on the right of the picture, as in the
 camera image.
 
-The view is fixed: it aims at the people when they first appear (and again when a stream gains
-or loses its world frame), from 3.6 m in front and 0.6 m above a point 0.9 m above the floor at
-their centre, and re-aims only when they move more than 1.5 m away along the floor. Legacy
-Open3D has no text overlay and cannot retitle its window, so fps and latency (now -
-t_capture_ns, meaningful when publisher and viewer share a host clock) go to a status line on
-stdout once per second.
+The view is fixed: it aims at a point 0.9 m above the floor at the people's centre when they
+first appear (and again when a stream gains or loses its world frame), and re-aims only when
+they move more than 1.5 m away along the floor. It looks from 3.6 m in front of that point and
+0.6 m above it; with a camera drawn, from behind that camera instead (1.6 m further from the
+people, 0.7 m to the right, 0.5 m up), since from in front of the people the camera would sit
+beside or above the eye, out of the picture. Legacy Open3D has no text overlay and cannot
+retitle its window, so fps and latency (now - t_capture_ns, meaningful when publisher and viewer
+share a host clock) go to a status line on stdout once per second.
 """
 
 from __future__ import annotations
