@@ -1,16 +1,37 @@
-"""Open3D viewer for a posestream pose stream (protocol v1 or v2 over ZeroMQ; it draws the joints).
+"""Open3D viewer for a posestream pose stream (protocol v1, v2 or v3 over ZeroMQ; it draws the joints).
 
-Coordinate frames: messages carry joints ``(P, 17, 3)`` in metres in the *camera* frame
-(x right, y down, z forward). The viewer's *world* frame is that frame turned 180 degrees about x
-(x right, y up, z backward, i.e. OpenGL's camera frame), so people stand upright and the
-capturing camera sits at the origin looking down -z. A person facing the camera has their left
-side on the right of the picture, as in the camera image.
+Coordinate frames. The viewer draws in a y-up frame (x right, y up, z backward, OpenGL's
+convention). What it puts there depends on what a message says about the capturing camera:
 
-The view is fixed: it aims at the people when they first appear, from 3.6 m in front and 0.6 m
-above their mid-height, and re-aims only when they move more than 1.5 m away. A floor grid lies
-under the lowest joint (smoothed). Legacy Open3D has no text overlay and cannot retitle its
-window, so fps and latency (now - t_capture_ns, meaningful when publisher and viewer share a
-host clock) go to a status line on stdout once per second.
+* **World frame known.** A v3 message (``frame_of_reference: "world"``) carries joints in the
+  world frame of ``realtime.world`` (floor at y = 0, origin on the floor below the camera, -z the
+  camera's forward direction along the floor); they are drawn as they are. A v1/v2 message
+  (camera frame) whose header has a ``world_from_camera`` matrix ``M`` is turned into that world
+  frame with ``p_world = M [p_cam; 1]`` and drawn the same way. The floor grid lies at y = 0 (the
+  estimated or calibrated floor), and the capturing camera is drawn as a frustum from ``M``: a
+  pyramid :data:`FRUSTUM_DEPTH_M` deep from its optical centre ``M [0; 1]`` along its optical
+  axis, as wide as the lifter's assumed field of view (:data:`FRUSTUM_FOV_DEG` across the longer
+  image side) with the image's aspect ratio (``header["source"]`` width and height, else 16:9),
+  and a small triangle on the image's top edge, so a camera that looks down or is rolled shows
+  it (a v3 message whose matrix is null: no frustum). The frustum is rebuilt only when ``M``
+  moves by more than :data:`CAMERA_TOLERANCE` (an estimate refines slowly; redrawing it every
+  message would cost for nothing).
+* **No world frame** (``world_from_camera`` null or absent: an older publisher, or an estimate
+  not ready yet). The camera-frame joints (x right, y down, z forward) are turned 180 degrees
+  about x, so people stand upright and the capturing camera sits at the origin looking down -z;
+  the floor grid lies under the lowest joint (smoothed), and no frustum is drawn.
+
+Either way a person facing the camera has their left side on the right of the picture, as in the
+camera image.
+
+The view is fixed: it aims at a point 0.9 m above the floor at the people's centre when they
+first appear (and again when a stream gains or loses its world frame), and re-aims only when
+they move more than 1.5 m away along the floor. It looks from 3.6 m in front of that point and
+0.6 m above it; with a camera drawn, from behind that camera instead (1.6 m further from the
+people, 0.7 m to the right, 0.5 m up), since from in front of the people the camera would sit
+beside or above the eye, out of the picture. Legacy Open3D has no text overlay and cannot
+retitle its window, so fps and latency (now - t_capture_ns, meaningful when publisher and viewer
+share a host clock) go to a status line on stdout once per second.
 """
 
 from __future__ import annotations
@@ -22,13 +43,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from engines.skeleton import CANONICAL
 
-__all__ = ["PALETTES", "ViewerConfig", "run_viewer"]
+__all__ = ["CAMERA_TOLERANCE", "FRUSTUM_DEPTH_M", "FRUSTUM_FOV_DEG", "PALETTES", "ViewerConfig", "run_viewer"]
 
 _J = CANONICAL.num_joints
 _SIDE = np.zeros(_J, dtype=np.int64)  # 0 centre, 1 left, 2 right
@@ -48,6 +70,18 @@ _BACKGROUND = (0.07, 0.07, 0.09)
 _FLOOR = (0.32, 0.32, 0.36)
 _ANKLE_TO_SOLE_M = 0.07  # the lowest joint is an ankle centre, a few cm above the floor
 _EYE_OFFSET = np.array([0.0, 0.6, 3.6])  # viewer eye relative to the look-at point (world frame)
+_BEHIND_CAMERA = (1.6, 0.7, 0.5)  # eye behind, right of and above a drawn camera (metres, as seen from it)
+_AIM_HEIGHT_M = 0.9  # the look-at point's height above the floor
+_FRUSTUM = (0.85, 0.30, 0.30)  # a red no palette colour (nor its lighter joint shade) comes near
+FRUSTUM_DEPTH_M = 0.3
+"""How far the drawn camera frustum reaches along the optical axis."""
+FRUSTUM_FOV_DEG = 60.0
+"""The frustum's field of view across the longer image side: the one posestream's lifter assumes
+(``engines.models.ASSUMED_FOV_DEG``; not imported, that module brings in torch)."""
+CAMERA_TOLERANCE = 0.01
+"""The frustum is redrawn when an entry of ``world_from_camera`` moved more than this since it
+was drawn (about 0.6 degrees of rotation, or 1 cm)."""
+_DEFAULT_ASPECT = 16.0 / 9.0
 
 
 @dataclass(frozen=True)
@@ -132,7 +166,7 @@ def _loop(sub: Any, scene: _Scene, config: ViewerConfig, stop: Any = None) -> in
         persons = msg.header.get("persons") or []
         ids = [p.get("id", k) for k, p in enumerate(persons)] if len(persons) == len(joints) else None
         t0 = time.perf_counter()
-        scene.show(joints, ids)
+        scene.show(joints, ids, msg.header)
         status.frame(msg.header, joints.shape[0], (time.perf_counter() - t0) * 1e3)
     if config.screenshot:
         scene.save(config.screenshot)
@@ -179,7 +213,7 @@ class _Status:
 
 
 class _Scene:
-    """The Open3D window and its three geometries: bones, joints and the floor grid."""
+    """The Open3D window and its four geometries: bones, joints, the floor grid and the camera frustum."""
 
     def __init__(self, o3d: Any, config: ViewerConfig) -> None:
         self.o3d, self.config = o3d, config
@@ -190,14 +224,16 @@ class _Scene:
         opt = self.vis.get_render_option()
         opt.background_color = np.array(_BACKGROUND)
         opt.line_width, opt.point_size = 6.0, 11.0
-        self.bones, self.floor = o3d.geometry.LineSet(), o3d.geometry.LineSet()
+        self.bones, self.floor, self.frustum = (o3d.geometry.LineSet() for _ in range(3))
         self.dots = o3d.geometry.PointCloud()
         self.lookat = np.array([0.0, 0.0, -3.0])  # until someone appears: 3 m in front of the camera
         self.floor_y, self.aimed = -1.0, False
+        self.in_world = False  # joints drawn in the world frame (floor at 0), else the turned camera frame
+        self.camera: tuple[np.ndarray, float] | None = None  # (world_from_camera, aspect) the frustum shows
         self._rebuild_floor()
         self.vis.add_geometry(self.floor)  # its extent becomes the view's bounding box
-        for g in (self.bones, self.dots):
-            self.vis.add_geometry(g, reset_bounding_box=False)  # empty until a person arrives
+        for g in (self.bones, self.dots, self.frustum):
+            self.vis.add_geometry(g, reset_bounding_box=False)  # empty until a person (a camera) arrives
         self._aim()
         self.image: np.ndarray | None = None
 
@@ -208,20 +244,33 @@ class _Scene:
         if not self.config.headless:
             self.vis.update_renderer()
 
-    def show(self, joints_cam: np.ndarray, ids: list[int] | None = None) -> None:
-        """Draw ``(P, 17, 3)`` camera-frame joints (P may be 0) and render one frame.
+    def show(self, joints: np.ndarray, ids: list[int] | None = None, header: Mapping[str, Any] | None = None) -> None:
+        """Draw ``(P, 17, 3)`` joints (P may be 0) in the frame ``header`` names and render one frame.
 
-        ``ids``: tracking ids, one per person; they pick the colour family, so a person keeps
-        their colours when the order of people changes (default: the row index).
+        ``header``: the message's (validated) header; it says whether the joints are in the world
+        or the camera frame and carries ``world_from_camera`` (None: camera-frame joints, no
+        world frame). ``ids``: tracking ids, one per person; they pick the colour family, so a
+        person keeps their colours when the order of people changes (default: the row index).
         """
-        world = joints_cam.astype(np.float64) * _CAM_TO_WORLD
+        header = header or {}
+        m = _world_from_camera(header)
+        if header.get("frame_of_reference") == "world":
+            world = joints.astype(np.float64)
+        elif m is not None:
+            world = joints.astype(np.float64) @ m[:3, :3].T + m[:3, 3]
+        else:
+            world = joints.astype(np.float64) * _CAM_TO_WORLD
+        in_world = m is not None or header.get("frame_of_reference") == "world"
+        self._place_camera(m, _aspect(header.get("source")))
+        if in_world != self.in_world:
+            self._enter(in_world)
         people = world.shape[0]
         if people:
-            lowest = float(world[..., 1].min()) - _ANKLE_TO_SOLE_M
+            lowest = 0.0 if in_world else float(world[..., 1].min()) - _ANKLE_TO_SOLE_M
             centre = world[:, 0].mean(axis=0)
             if not self.aimed or np.linalg.norm((centre - self.lookat)[[0, 2]]) > 1.5:
                 self.floor_y = lowest
-                self.lookat = np.array([centre[0], lowest + 0.9, centre[2]])
+                self.lookat = np.array([centre[0], lowest + _AIM_HEIGHT_M, centre[2]])
                 self._rebuild_floor()
                 self._aim()
                 self.aimed = True
@@ -276,9 +325,50 @@ class _Scene:
         self.floor.colors = v3(np.tile(_FLOOR, (2 * n, 1)))
         self.vis.update_geometry(self.floor)
 
+    def _enter(self, in_world: bool) -> None:
+        """Switch between the world frame (floor at 0) and the turned camera frame; aim afresh
+        at the next person (the same people now stand elsewhere in the drawing)."""
+        self.in_world, self.aimed = in_world, False
+        self.floor_y = 0.0 if in_world else -1.0
+        self.lookat = np.array([0.0, _AIM_HEIGHT_M if in_world else 0.0, -3.0])
+        self._rebuild_floor()
+        self._aim()
+
+    def _place_camera(self, m: np.ndarray | None, aspect: float) -> None:
+        """Draw the frustum of the camera ``m`` (world_from_camera; None: none), unless the one
+        drawn is within :data:`CAMERA_TOLERANCE` of it."""
+        if m is None and self.camera is None:
+            return
+        if m is not None and self.camera is not None:
+            drawn, drawn_aspect = self.camera
+            if np.abs(m - drawn).max() <= CAMERA_TOLERANCE and abs(aspect - drawn_aspect) < 1e-3:
+                return
+        v3, v2 = self.o3d.utility.Vector3dVector, self.o3d.utility.Vector2iVector
+        if m is None:
+            points, lines = np.zeros((0, 3)), np.zeros((0, 2), np.int32)
+        else:
+            points, lines = _frustum(m, aspect)
+        self.frustum.points, self.frustum.lines = v3(points), v2(lines)
+        self.frustum.colors = v3(np.tile(_FRUSTUM, (len(lines), 1)))
+        self.vis.update_geometry(self.frustum)
+        self.camera = None if m is None else (m.copy(), aspect)
+
+    def _eye(self) -> np.ndarray:
+        """Where the view looks from: :data:`_EYE_OFFSET` from the look-at point; with a camera
+        drawn, behind that camera instead (:data:`_BEHIND_CAMERA`), so people and frustum are both
+        in view (from in front of the people the camera would sit beside or above the eye)."""
+        if self.camera is None:
+            return self.lookat + _EYE_OFFSET
+        centre = self.camera[0][:3, 3]
+        back = (centre - self.lookat) * np.array([1.0, 0.0, 1.0])
+        back = back / np.linalg.norm(back) if np.linalg.norm(back) > 0.3 else np.array([0.0, 0.0, 1.0])
+        right = np.cross([0.0, 1.0, 0.0], back)
+        behind, side, up = _BEHIND_CAMERA
+        return centre + behind * back + side * right + np.array([0.0, up, 0.0])
+
     def _aim(self, vfov_deg: float = 45.0) -> None:
         """Fixed pinhole camera at ``lookat + _EYE_OFFSET`` looking at ``lookat``, y up."""
-        eye = self.lookat + _EYE_OFFSET
+        eye = self._eye()
         fwd = (self.lookat - eye) / np.linalg.norm(self.lookat - eye)
         right = np.cross(fwd, [0.0, 1.0, 0.0])
         right /= np.linalg.norm(right)
@@ -294,6 +384,35 @@ class _Scene:
         ctl.set_constant_z_near(0.05)
         ctl.set_constant_z_far(100.0)
         ctl.convert_from_pinhole_camera_parameters(params, allow_arbitrary=True)
+
+
+def _world_from_camera(header: Mapping[str, Any]) -> np.ndarray | None:
+    """The header's ``world_from_camera`` as a (4, 4) array (None when null or absent)."""
+    m = header.get("world_from_camera")
+    return None if m is None else np.asarray(m, dtype=np.float64).reshape(4, 4)
+
+
+def _aspect(source: object) -> float:
+    """Image width / height from ``header["source"]``, else 16:9."""
+    if isinstance(source, Mapping):
+        w, h = source.get("width"), source.get("height")
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in (w, h)):
+            return float(w) / float(h)
+    return _DEFAULT_ASPECT
+
+
+def _frustum(m: np.ndarray, aspect: float, depth: float = FRUSTUM_DEPTH_M) -> tuple[np.ndarray, np.ndarray]:
+    """World points (8, 3) and lines (10, 2) of the camera ``m`` (world_from_camera): the optical
+    centre, the image rectangle ``depth`` ahead, and a triangle on its top edge (image up)."""
+    half_long = depth * np.tan(np.radians(FRUSTUM_FOV_DEG) / 2)
+    hw, hh = (half_long, half_long / aspect) if aspect >= 1 else (half_long * aspect, half_long)
+    cam = np.array([
+        (0.0, 0.0, 0.0),
+        (-hw, -hh, depth), (hw, -hh, depth), (hw, hh, depth), (-hw, hh, depth),  # camera y is down
+        (-0.4 * hw, -hh, depth), (0.4 * hw, -hh, depth), (0.0, -hh - 0.35 * hw, depth),
+    ])  # fmt: skip
+    lines = np.array([(0, 1), (0, 2), (0, 3), (0, 4), (1, 2), (2, 3), (3, 4), (4, 1), (5, 7), (7, 6)], np.int32)
+    return cam @ m[:3, :3].T + m[:3, 3], lines
 
 
 def _subscribe(endpoint: str) -> Any:
