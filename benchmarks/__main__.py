@@ -1,6 +1,6 @@
 """``python -m benchmarks <name> [options]``: run one benchmark (``latency`` and ``accuracy``: the
 full reports; ``engines``, ``detector``, ``pipeline``, ``smoothing``, ``transport``: their parts;
-``skeleton_widths``, ``rig``), or ``docs`` to rewrite docs/benchmarks.md and the README's headline
+``skeleton_widths``, ``rig``, ``world``), or ``docs`` to rewrite docs/benchmarks.md and the README's headline
 figures from the latest reports."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 
 NAMES = ("latency", "accuracy", "docs", "engines", "detector", "pipeline", "smoothing", "transport", "skeleton_widths",
-         "rig")
+         "rig", "world")
 
 
 def main(argv: list[str]) -> int:

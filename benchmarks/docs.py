@@ -1,10 +1,10 @@
 """``python -m benchmarks docs``: rewrite ``docs/benchmarks.md`` and the README's headline figures
 from the latest reports.
 
-    python -m benchmarks docs [--latency DIR] [--accuracy DIR] [--out docs/benchmarks.md] [--readme README.md]
+    python -m benchmarks docs [--latency DIR] [--accuracy DIR] [--world DIR] [--out docs/benchmarks.md] [--readme README.md]
 
 The page and the README block are generated, never typed: every number in them comes from a
-``report.json`` / ``report.md`` written by ``python -m benchmarks latency|accuracy`` (and, for the
+``report.json`` / ``report.md`` written by ``python -m benchmarks latency|accuracy|world`` (and, for the
 README, the rig and detector-faithfulness files in ``benchmarks/results``; see
 ``benchmarks.headline``), and the plots are linked from the same folders.
 """
@@ -28,6 +28,7 @@ COMMANDS = """```bash
 export PYTHONPATH=$PWD                      # in the checkout
 python -m benchmarks latency                # ~4 min on 2 cores -> benchmarks/results/latency/
 python -m benchmarks accuracy               # ~6 min on 2 cores -> benchmarks/results/accuracy/
+python -m benchmarks world                  # ~1 min on 2 cores -> benchmarks/results/world/
 python -m benchmarks docs                   # rewrites this page (and the README's figures) from them
 ```"""
 
@@ -61,7 +62,8 @@ def _gpu_note() -> str | None:
             f"({'met' if s.get('gpu_target_met') else 'missed: above 0.5 ms'}).")
 
 
-def render(latency: Path, accuracy: Path, out: Path) -> str:
+def render(latency: Path, accuracy: Path, out: Path, world: Path | None = RESULTS / "world") -> str:
+    """The page; the world-frame section (``python -m benchmarks world``) where ``world`` holds a report."""
     from benchmarks.latency import targets_table
     from benchmarks.report import md_table
 
@@ -84,6 +86,11 @@ def render(latency: Path, accuracy: Path, out: Path) -> str:
         lat_md = lat_md[:lat_md.index("### Targets")] + lat_md[lat_md.index("### End to end"):]
     parts += ["## Latency", ""] + _images(latency, out) + ["", lat_md.strip(), "",
                                                              "## Accuracy", ""] + _images(accuracy, out) + ["", acc_md.strip(), ""]
+    if world is not None and (world / "report.json").is_file():
+        _, world_md = _load(world)
+        parts += ["## World frame: up, floor, ground contact and steady bones", "",
+                  f"From `{os.path.relpath(world, REPO)}/` (`python -m benchmarks world`).", ""] + _images(world, out) + [
+                  world_md.strip(), ""]
     return "\n".join(parts)
 
 
@@ -93,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks docs", description=__doc__.split("\n\n")[0])
     ap.add_argument("--latency", default=str(RESULTS / "latency"))
     ap.add_argument("--accuracy", default=str(RESULTS / "accuracy"))
+    ap.add_argument("--world", default=str(RESULTS / "world"), help="world-frame report folder (left out if absent)")
     ap.add_argument("--out", default=str(DEFAULT_PAGE))
     ap.add_argument("--readme", default=None,
                     help="README whose headline-figures block to rewrite (default: the repository's README.md "
@@ -102,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     readme = Path(args.readme).resolve() if args.readme else (REPO / "README.md" if out == DEFAULT_PAGE else None)
     latency, accuracy = Path(args.latency).resolve(), Path(args.accuracy).resolve()
     try:
-        written = {out: render(latency, accuracy, out)}
+        written = {out: render(latency, accuracy, out, Path(args.world).resolve())}
         if readme is not None:
             written[readme] = headline.splice(readme.read_text(), headline.render(latency, accuracy))
     except (OSError, ValueError, KeyError) as exc:
