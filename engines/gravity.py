@@ -127,22 +127,28 @@ def window_features(windows: np.ndarray, config: UpConfig) -> tuple[np.ndarray, 
     w = np.asarray(windows, dtype=np.float32)
     if w.ndim != 4 or w.shape[1:] != (config.frames, _J, 3):
         raise ValueError(f"up model windows must have shape (N, {config.frames}, {_J}, 3), got {w.shape}")
-    w = w[:, config.used_frames]
+    w = np.ascontiguousarray(w[:, (config.frames - 1) % config.stride::config.stride])  # the used frames
     n = len(w)
-    conf = np.clip(np.nan_to_num(w[..., 2]), 0.0, 1.0)
-    vis = conf > 0
-    xy = np.where(vis[..., None], np.nan_to_num(w[..., :2]), 0.0)
-    count = vis.reshape(n, -1).sum(1)
-    denom = np.maximum(count, 1)[:, None].astype(np.float32)
-    center = xy.reshape(n, -1, 2).sum(1) / denom
-    d = np.where(vis[..., None], xy - center[:, None, None], 0.0)
-    spread = np.sqrt((d * d).reshape(n, -1).sum(1) / denom[:, 0])
-    spread = np.maximum(spread, 1e-3)
-    rel = d / spread[:, None, None, None]
-    per_joint = np.concatenate([rel, conf[..., None]], axis=-1).reshape(n, -1)
-    extra = np.stack([center[:, 0], center[:, 1], np.log(spread), count / vis[0].size], axis=-1)
-    seen = vis.any(axis=1).sum(-1)
-    return np.concatenate([per_joint, extra], axis=-1).astype(np.float32), seen
+    finite = np.isfinite(w.sum(-1))
+    if not finite.all():  # NaN / inf count as missing, as in the lifter
+        w = np.where(finite[..., None], w, np.float32(0.0))
+    vis = w[..., 2] > 0
+    visf = vis.astype(np.float32)
+    conf = np.minimum(w[..., 2], 1.0) * visf
+    xy = w[..., :2] * visf[..., None]
+    count = visf.reshape(n, -1).sum(1)
+    denom = np.maximum(count, 1.0)
+    center = xy.reshape(n, -1, 2).sum(1) / denom[:, None]
+    d = (xy - center[:, None, None]) * visf[..., None]
+    spread = np.maximum(np.sqrt(np.einsum("ni,ni->n", d.reshape(n, -1), d.reshape(n, -1)) / denom), 1e-3)
+    out = np.empty((n, config.features), np.float32)
+    per_joint = out[:, :-4].reshape(n, w.shape[1], _J, 3)
+    np.divide(d, spread[:, None, None, None], out=per_joint[..., :2])
+    per_joint[..., 2] = conf
+    out[:, -4:-2] = center
+    out[:, -2] = np.log(spread)
+    out[:, -1] = count / (w.shape[1] * _J)
+    return out, vis.any(axis=1).sum(-1)
 
 
 def _kappa_from_raw(raw: np.ndarray) -> np.ndarray:
@@ -221,11 +227,14 @@ class UpModel:
         windows (N, T, 17, 3) of the lifter's input format (module docstring)."""
         out, seen = self.raw(windows)
         m = out[:, :3].astype(np.float64)
-        norm = np.linalg.norm(m, axis=-1, keepdims=True)
-        blind = (seen < MIN_VISIBLE_JOINTS) | (norm[:, 0] < 1e-9)
-        up = np.where(blind[:, None], LEVEL_UP, m / np.maximum(norm, 1e-12))
+        norm = np.sqrt((m * m).sum(-1))
+        blind = (seen < MIN_VISIBLE_JOINTS) | (norm < 1e-9)
+        up = m / np.maximum(norm, 1e-12)[:, None]
         kappa = _kappa_from_raw(out[:, 3].astype(np.float64))
-        confidence = np.where(blind, 0.0, 1.0 - np.exp(-kappa / self.config.kappa_ref))
+        confidence = 1.0 - np.exp(-kappa / self.config.kappa_ref)
+        if blind.any():
+            up[blind] = LEVEL_UP
+            confidence[blind] = 0.0
         return up, confidence
 
     def kappa(self, confidence: np.ndarray) -> np.ndarray:

@@ -248,15 +248,17 @@ def _segments(archive: MotionArchive, frames: np.ndarray, length: int, rng: np.r
 
 
 def evaluate_up(data: str | os.PathLike, model: UpModel | None = None, lifter: Any = "default", seed: int = 0,
-                windows: int = 2000, segments: int = 150, seconds: float = 2.0, progress: bool = False) -> dict[str, Any]:
+                windows: int = 2000, segments: int = 150, seconds: float = 2.0, lifter_weight: float = 0.35,
+                progress: bool = False) -> dict[str, Any]:
     """Angular errors (degrees) on the validation subjects filmed by tilted cameras.
 
     ``single``: median / p90 over ``windows`` random windows, for the model, the lifter's body
     axis and their fusion. ``running_<kind>``: a causal running mean over the first ``seconds`` of
     ``segments`` clip segments each filmed by one tilted camera (``start``: clips' first frames;
     ``any``: random starts; ``walk``: horizontal pelvis speed 0.8-2 m/s), the model's votes
-    weighted by their confidence, the lifter's equally, the fusion weighting the lifter axis by
-    one constant; errors after 1 s and after ``seconds``.
+    weighted by their confidence, the lifter's equally; the fusion adds the lifter axis to the
+    model's votes as a vote of confidence ``lifter_weight`` (a fixed guess, not tuned); errors
+    after 1 s and after ``seconds``.
     """
     import engines
 
@@ -272,7 +274,7 @@ def evaluate_up(data: str | os.PathLike, model: UpModel | None = None, lifter: A
     inputs, truth = tilted_batch(rng, sampler, windows, hidden_fraction=0.0, mirror=False)
     up, conf = model.predict(inputs)
     axis = body_axis_up(np.asarray(engine.infer(inputs), np.float64))
-    fuse_w = 0.35  # the lifter axis counts like a vote of this confidence (chosen on the training subjects)
+    fuse_w = lifter_weight
     fused = running_mean(np.stack([up, axis], 1), np.stack([conf, np.full_like(conf, fuse_w)], 1))[:, -1]
     res: dict[str, Any] = {"validation_groups": list(VALIDATION_GROUPS), "seed": seed}
 

@@ -159,6 +159,15 @@ def test_a_file_that_is_not_safetensors_fails_in_one_sentence(tmp_path):
         UpModel.load(tmp_path / "missing.safetensors")
 
 
+def test_nan_joints_count_as_missing_like_in_the_lifter():
+    model = UpNet.to_numpy(_random_net())
+    windows = _random_windows(4, model.frames)
+    holed = windows.copy()
+    windows[:, -1, 5] = 0.0  # joint 5 missing in the newest frame ...
+    holed[:, -1, 5, 0] = np.nan  # ... or its coordinates unknown
+    np.testing.assert_allclose(model.predict(holed)[0], model.predict(windows)[0], atol=1e-6)
+
+
 def test_windows_of_the_wrong_shape_are_refused():
     model = UpNet.to_numpy(_random_net())
     with pytest.raises(ValueError, match=r"\(N, 27, 17, 3\)"):
