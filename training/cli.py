@@ -232,7 +232,12 @@ def _train_up(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {out}: the up model is written as a .safetensors file")
     if not Path(args.data).exists():
         raise ValueError(f"--data {args.data}: no such motion archive or BVH folder")
-    settings = UpTrainSettings(minutes=args.minutes, seed=args.seed)  # checks --minutes
+    from engines.camera import TiltedCameraRanges
+
+    if not 0 <= args.max_roll <= 60:
+        raise ValueError(f"--max-roll must be in [0, 60] degrees, got {args.max_roll}")
+    cameras = TiltedCameraRanges(roll_deg=(-args.max_roll, args.max_roll))
+    settings = UpTrainSettings(minutes=args.minutes, seed=args.seed, cameras=cameras)  # checks --minutes
     result = train_up(args.data, out, settings, progress=not args.quiet)
     print(f"wrote {out}: {result['steps']} steps in {result['seconds']:.0f} s, "
           f"validation median error {result['val_median_deg']:.2f} deg (single windows)")
@@ -392,6 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="model to write (.safetensors)")
     p.add_argument("--minutes", type=float, default=15.0, help="wall-clock training budget (default 15)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-roll", type=float, default=20.0,
+                   help="training cameras' roll is uniform in [-R, R] degrees (default 20)")
     p.add_argument("--json", dest="json_out", default=None, help="write the training history as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(handler=_train_up)

@@ -59,6 +59,7 @@ class UpTrainSettings:
     validate_every_s: float = 30.0
     hidden_fraction: float = 0.1  # windows with most joints hidden
     config: UpConfig = UpConfig()
+    cameras: TiltedCameraRanges = TiltedCameraRanges()
 
     def __post_init__(self) -> None:
         if not self.minutes > 0:
@@ -114,10 +115,10 @@ def film_tilted(rng: np.random.Generator, w3: np.ndarray, noise: NoiseModel = DE
 
 
 def tilted_batch(rng: np.random.Generator, sampler, n: int, hidden_fraction: float = 0.1,
-                 mirror: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                 mirror: bool = True, ranges: TiltedCameraRanges = TiltedCameraRanges()) -> tuple[np.ndarray, np.ndarray]:
     """A training batch: inputs (n, T, 17, 3) float32 and world up in the camera frame (n, 3)."""
     w3 = sampler.gather(sampler.sample_ends(rng, n))
-    inputs, up, _ = film_tilted(rng, w3, DETECTOR, Augmentation(aim_offset_m=(0.0, 0.0, 0.0)))
+    inputs, up, _ = film_tilted(rng, w3, DETECTOR, Augmentation(aim_offset_m=(0.0, 0.0, 0.0)), ranges)
     if mirror:
         m = rng.uniform(size=n) < 0.5
         inputs[m] = CANONICAL.flip(inputs[m], axis=0)  # u -> -u (screen is centred), left <-> right
@@ -169,7 +170,7 @@ def train_up(data: str | os.PathLike, out: str | os.PathLike, settings: UpTrainS
     best, steps, history = float("inf"), 0, []
     meta_train = {"data": str(data), "validation_groups": list(VALIDATION_GROUPS), "minutes": settings.minutes,
                   "seed": settings.seed, "batch": settings.batch, "loss": "von Mises-Fisher NLL",
-                  "cameras": {k: getattr(TiltedCameraRanges(), k) for k in ("pitch_deg", "roll_deg", "height_m", "distance_m", "fov_deg")}}
+                  "cameras": {k: getattr(settings.cameras, k) for k in ("pitch_deg", "roll_deg", "height_m", "distance_m", "fov_deg")}}
     while True:
         elapsed = time.monotonic() - start
         done = elapsed >= budget
@@ -187,7 +188,7 @@ def train_up(data: str | os.PathLike, out: str | os.PathLike, settings: UpTrainS
             break
         for group in opt.param_groups:
             group["lr"] = settings.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, elapsed / budget)))
-        inputs, up = tilted_batch(rng, sampler, settings.batch, settings.hidden_fraction)
+        inputs, up = tilted_batch(rng, sampler, settings.batch, settings.hidden_fraction, ranges=settings.cameras)
         x, _ = window_features(inputs, cfg)
         loss = _vmf_nll(net(torch.from_numpy(x)), torch.from_numpy(up.astype(np.float32)))
         opt.zero_grad()
