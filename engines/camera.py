@@ -48,8 +48,11 @@ __all__ = [
     "look_at_rotation",
     "normalize_screen",
     "project_points",
+    "TiltedCameraRanges",
     "sample_camera_batch",
+    "sample_tilted_cameras",
     "sample_virtual_cameras",
+    "tilted_rotation",
     "undistort_normalized",
 ]
 
@@ -696,3 +699,152 @@ def sample_virtual_cameras(
 ) -> list[Camera]:
     """``sample_camera_batch`` as a list of ``Camera`` objects named ``virtual0``, ``virtual1``, ..."""
     return sample_camera_batch(rng, n, subject_center_world, ranges, ground_y).to_cameras()
+
+
+# ----------------------------------------------------------------------------------------------
+# Tilted cameras with a known pitch and roll (learning the gravity direction)
+# ----------------------------------------------------------------------------------------------
+def tilted_rotation(
+    yaw_rad: np.ndarray, pitch_rad: np.ndarray, roll_rad: np.ndarray
+) -> np.ndarray:
+    """World->camera rotations (..., 3, 3) from a heading, a pitch and a roll (world frame y-up).
+
+    The optical axis points along ``(sin yaw cos pitch, sin pitch, cos yaw cos pitch)`` in world
+    coordinates: ``yaw`` turns it about the vertical (0 = along +z), **pitch > 0 looks up, pitch < 0
+    looks down** at the floor, and ``roll`` turns the camera about its optical axis as in
+    ``look_at_rotation``. World up seen from the camera is then ``R @ (0, 1, 0)``, which for
+    ``roll = 0`` is ``(0, -cos pitch, sin pitch)`` in camera axes (x right, y down, z forward).
+    |pitch| must stay below 90 degrees (a camera looking straight up or down has no heading).
+    """
+    yaw, pitch, roll = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in (yaw_rad, pitch_rad, roll_rad)))
+    if np.any(np.abs(pitch) >= np.pi / 2 - 1e-6):
+        raise ValueError("tilted_rotation needs |pitch| < 90 degrees.")
+    fwd = np.stack([np.sin(yaw) * np.cos(pitch), np.sin(pitch), np.cos(yaw) * np.cos(pitch)], axis=-1)
+    return look_at_rotation(np.zeros_like(fwd), fwd, (0.0, 1.0, 0.0), roll)
+
+
+@dataclass(frozen=True)
+class TiltedCameraRanges:
+    """Ranges of a camera with a drawn pitch and roll filming one person (world y-up, metres).
+
+    Unlike ``VirtualCameraRanges`` (a camera *aimed* at the subject, whose tilt follows from where
+    it stands), the camera's orientation is drawn directly, so its gravity direction is known
+    and spread over what hand-placed webcams and phones do: ``pitch_deg`` (-45..15; negative looks
+    down, see ``tilted_rotation``), ``roll_deg`` (-20..20), ``height_m`` above the floor (0.5-2.5),
+    horizontal ``distance_m`` from the subject (1.5-8), ``azimuth_deg`` of the camera around the
+    subject, ``yaw_jitter_deg`` (the heading misses the subject by up to this much, so people
+    are seen off-centre), ``fov_deg`` across the longer image side, and ``image_sizes`` /
+    ``principal_jitter`` as in ``VirtualCameraRanges``. ``min_in_frame`` is the fraction of the
+    subject's points that must land inside the image; cameras that miss are drawn again. With
+    probability ``aim_probability`` the distance is not drawn but follows from the pitch and the
+    height, so that the subject's centre lies within the middle third of the vertical field of
+    view (how people set up a tilted camera, and what keeps steep pitches in frame); otherwise it
+    is uniform in ``distance_m``. Either way it is clipped to ``distance_m``.
+    """
+
+    pitch_deg: tuple[float, float] = (-45.0, 15.0)
+    roll_deg: tuple[float, float] = (-20.0, 20.0)
+    height_m: tuple[float, float] = (0.5, 2.5)
+    distance_m: tuple[float, float] = (1.5, 8.0)
+    azimuth_deg: tuple[float, float] = (0.0, 360.0)
+    yaw_jitter_deg: float = 15.0
+    fov_deg: tuple[float, float] = VirtualCameraRanges.fov_deg
+    image_sizes: tuple[tuple[int, int], ...] = VirtualCameraRanges.image_sizes
+    principal_jitter: float = VirtualCameraRanges.principal_jitter
+    min_in_frame: float = 0.85
+    aim_probability: float = 0.5
+
+    def __post_init__(self) -> None:
+        _check_range("pitch_deg", self.pitch_deg, lo=-89.0, hi=89.0)
+        _check_range("roll_deg", self.roll_deg, lo=-90.0, hi=90.0)
+        _check_range("height_m", self.height_m)
+        _check_range("distance_m", self.distance_m, lo=0.1)
+        _check_range("azimuth_deg", self.azimuth_deg)
+        _check_range("fov_deg", self.fov_deg, lo=1.0, hi=170.0)
+        if len(self.image_sizes) == 0 or any(len(s) != 2 or min(s) <= 0 for s in self.image_sizes):
+            raise ValueError(f"TiltedCameraRanges.image_sizes must be non-empty (width, height) pairs, got {self.image_sizes!r}.")
+        if not 0.0 <= self.min_in_frame <= 1.0 or not 0.0 <= self.aim_probability <= 1.0 or self.yaw_jitter_deg < 0 or self.principal_jitter < 0:
+            raise ValueError("TiltedCameraRanges needs min_in_frame and aim_probability in [0, 1] and non-negative jitters.")
+
+
+def _draw_tilted(rng: np.random.Generator, n: int, center: np.ndarray, rg: TiltedCameraRanges, ground_y: float,
+                 pitch: np.ndarray, roll: np.ndarray) -> CameraBatch:
+    sizes = np.asarray(rg.image_sizes, dtype=np.int64)
+    size = sizes[rng.integers(0, len(sizes), n)]
+    fov = np.radians(rng.uniform(*rg.fov_deg, n))
+    focal = 0.5 * size.max(axis=1) / np.tan(fov / 2.0)
+    c = size / 2.0 + rng.uniform(-1.0, 1.0, (n, 2)) * rg.principal_jitter * size
+    distance = rng.uniform(*rg.distance_m, n)
+    azimuth = np.radians(rng.uniform(*rg.azimuth_deg, n))
+    height = ground_y + rng.uniform(*rg.height_m, n)
+    aim = rng.uniform(size=n) < rg.aim_probability
+    half_vfov = np.arctan(0.5 * size[:, 1] / focal)
+    elevation = pitch + rng.uniform(-1.0, 1.0, n) * half_vfov / 3.0  # of the subject seen from the camera
+    drop = height - center[:, 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        aimed = drop / np.tan(-elevation)
+    aimed = np.where(np.isfinite(aimed) & (aimed > 0), aimed, distance)
+    distance = np.clip(np.where(aim, aimed, distance), *rg.distance_m)
+    yaw = azimuth + np.pi + np.radians(rng.uniform(-rg.yaw_jitter_deg, rg.yaw_jitter_deg, n))
+    position = np.stack([center[:, 0] + distance * np.sin(azimuth), height,
+                         center[:, 2] + distance * np.cos(azimuth)], axis=-1)
+    R = tilted_rotation(yaw, pitch, roll)
+    t = -np.einsum("nij,nj->ni", R, position)
+    return CameraBatch(R=R, t=t, f=np.stack([focal, focal], -1), c=c, size=size, dist=np.zeros((n, 5)))
+
+
+def sample_tilted_cameras(
+    rng: np.random.Generator,
+    subject_points_world: np.ndarray,
+    ranges: TiltedCameraRanges | None = None,
+    ground_y: float | np.ndarray = 0.0,
+    max_tries: int = 100,
+    strict: bool = True,
+) -> CameraBatch:
+    """One camera with a drawn pitch, roll and height per subject, the subject (mostly) in frame.
+
+    ``subject_points_world`` (n, K, 3) holds points of subject i (e.g. all joints of a window's
+    frames), world frame y-up, metres; ``ground_y`` (scalar or (n,)) is each subject's floor height.
+    The camera stands at a drawn horizontal distance from the points' mean, heads towards it give
+    or take ``yaw_jitter_deg`` and has the drawn pitch and roll (``TiltedCameraRanges``). Cameras
+    seeing fewer than ``min_in_frame`` of their subject's points are drawn again (position,
+    heading and intrinsics; the pitch and roll stay as first drawn, so they keep their uniform
+    distribution), up to ``max_tries`` rounds; then ``ValueError``. World up in camera i is
+    ``R[i] @ (0, 1, 0)``, i.e. ``R[i, :, 1]``.
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}.")
+    pts = np.asarray(subject_points_world, dtype=np.float64)
+    if pts.ndim != 3 or pts.shape[-1] != 3 or len(pts) == 0:
+        raise ValueError(f"subject_points_world must have shape (n, K, 3) with n >= 1, got {pts.shape}.")
+    n = len(pts)
+    rg = TiltedCameraRanges() if ranges is None else ranges
+    ground = np.broadcast_to(np.asarray(ground_y, dtype=np.float64), (n,))
+    center = pts.mean(axis=1)
+    pitch = np.radians(rng.uniform(*rg.pitch_deg, n))
+    roll = np.radians(rng.uniform(*rg.roll_deg, n))
+    out = None
+    todo = np.arange(n)
+    for _ in range(max_tries):
+        cams = _draw_tilted(rng, len(todo), center[todo], rg, 0.0, pitch[todo], roll[todo])
+        cams = CameraBatch(R=cams.R, t=cams.t - cams.R[:, :, 1] * ground[todo, None], f=cams.f, c=cams.c,
+                           size=cams.size, dist=cams.dist)
+        px = cams.project(pts[todo])
+        w, h = cams.size[:, None, 0], cams.size[:, None, 1]
+        inside = (px[..., 0] >= 0) & (px[..., 0] <= w) & (px[..., 1] >= 0) & (px[..., 1] <= h)
+        ok = inside.mean(axis=1) >= rg.min_in_frame
+        if out is None:
+            out = {k: np.zeros((n,) + getattr(cams, k).shape[1:], getattr(cams, k).dtype)
+                   for k in ("R", "t", "f", "c", "size", "dist")}
+        for k in out:
+            out[k][todo[ok]] = getattr(cams, k)[ok]
+        last = (todo[~ok], cams, ~ok)
+        todo = todo[~ok]
+        if len(todo) == 0:
+            return CameraBatch(**out)
+    if not strict:
+        for k in out:
+            out[k][last[0]] = getattr(last[1], k)[last[2]]
+        return CameraBatch(**out)
+    raise ValueError(f"{len(todo)} of {n} subjects could not be framed by a tilted camera in {max_tries} tries; "
+                     "widen TiltedCameraRanges or lower min_in_frame.")
