@@ -5,8 +5,8 @@
 
 The real chain, causally at 30 fps: ``realtime.lift.Lifter(engines.load("default"))`` ->
 ``realtime.smooth.SkeletonSmoother`` -> ``realtime.body.BodyStage(frame="world", ...)``, once
-with the body-axis fallback (``up_model=None``) and, where ``engines.gravity`` is importable, once
-with its learned ``UpModel``; each with ``ContactSolver()`` and with ``contacts=None``.
+with the body-axis fallback (``up_model=None``) and once with the shipped learned
+``engines.gravity.UpModel``; each with ``ContactSolver()`` and with ``contacts=None``.
 
 1. **Mocap** (the CMU validation subjects of ``training.config.DataConfig``, prepared by
    ``training.data.open_motion``): segments that start standing still and segments that start
@@ -92,11 +92,10 @@ def _angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def load_up_model() -> tuple[Any, str]:
-    """``(engines.gravity.UpModel.load(), "")`` where that module exists, else ``(None, why not)``."""
-    try:
-        from engines.gravity import UpModel
-    except ImportError as exc:
-        return None, f"engines.gravity is not importable ({exc})"
+    """``(engines.gravity.UpModel.load(), "")``, or ``(None, why not)`` when the shipped model cannot
+    be read."""
+    from engines.gravity import UpModel
+
     try:
         return UpModel.load(), ""
     except (OSError, ValueError) as exc:

@@ -155,9 +155,7 @@ def build_body_stage(frame: str = "world", given=None, contacts: bool = True) ->
         raise TypeError(f"given must be a WorldTransform, TiltFlags or None, got {type(given).__name__}")
     up_model = None
     if world.fixed_up is None:
-        try:
-            from engines.gravity import UpModel
-        except ImportError:  # TEMPORARY until the learned up model lands
-            UpModel = None
-        up_model = None if UpModel is None else UpModel.load()
+        from engines.gravity import UpModel
+
+        up_model = UpModel.load()
     return BodyStage(frame, RigSolver(), world, ContactSolver() if contacts else None, up_model=up_model)

@@ -62,6 +62,8 @@ from pathlib import Path
 
 import numpy as np
 
+from engines.gravity import ANKLE_HEIGHT_M
+
 __all__ = [
     "ANKLE_HEIGHT_M",
     "GATE_DEG",
@@ -77,8 +79,6 @@ __all__ = [
     "up_from_tilt",
 ]
 
-ANKLE_HEIGHT_M = 0.08
-"""Height of the canonical ankle joint above the floor when the foot rests flat on it."""
 PRIOR_CONE_DEG = 60.0
 """An up sample further than this from a level camera's up ``(0, -1, 0)`` is not a camera
 anyone sets up (pitch -45..+15 and roll +-20 degrees are the ranges the estimator is built for)."""
